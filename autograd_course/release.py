@@ -9,23 +9,22 @@ import nbformat
 from .course import Course, CourseError
 
 
-def generate_release(course: Course, release_root: Path | None = None) -> list[Path]:
+def generate_release(course: Course, release_root: Path | None = None, gradebook: Path | None = None) -> list[Path]:
     """Run nbgrader's generate_assignment; return the release notebooks it wrote.
 
-    With ``release_root`` the notebooks go there instead of the course's release/ (`check` compares the two),
-    and the course's gradebook is left alone.
+    ``release_root`` (relative to the course root) puts the notebooks somewhere other than release/, and
+    ``gradebook`` records the assignment in that database instead of the course's.
     """
-    overrides = {}
+    overrides: dict[str, object] = {}
     if release_root is not None:
-        overrides = {
-            "CourseDirectory.release_directory": str(release_root),
-            "CourseDirectory.db_url": f"sqlite:///{release_root / 'gradebook.db'}",
-        }
+        overrides["CourseDirectory.release_directory"] = str(release_root)
+    if gradebook is not None:
+        overrides["CourseDirectory.db_url"] = f"sqlite:///{gradebook}"
     api = course.nbgrader_api(overrides)
     result = api.generate_assignment(course.assignment_id, force=True, create=True)
     if not result["success"]:
         raise CourseError(f"nbgrader generate_assignment failed:\n{result.get('error') or result.get('log')}")
-    out_dir = (release_root or course.root / "release") / course.assignment_id
+    out_dir = course.root / (release_root or "release") / course.assignment_id
     written = sorted(out_dir.glob("*.ipynb"))
     for path in written:
         write_canonical(path, nbformat.read(path, as_version=4))

@@ -1,0 +1,104 @@
+"""The `autograd-course` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .course import Course, CourseError
+
+
+def _release(args) -> int:
+    from .release import generate_release
+
+    course = Course.at(args.root)
+    for path in generate_release(course):
+        print(path.relative_to(course.root))
+    return 0
+
+
+def _grade(args) -> int:
+    from .grading import format_table, grade
+
+    course = Course.at(args.root)
+    rows = grade(course, jobs=args.jobs, timeout=args.timeout, student_glob=args.student, sandbox=not args.no_sandbox)
+    print(format_table(course, rows))
+    print(f"\nwrote {course.grades_csv}")
+    return 0
+
+
+def _check(args) -> int:
+    from .check import check_course
+
+    problems = check_course(Course.at(args.root))
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print("course OK")
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(jobs=args.jobs, keep=args.keep, sandbox=not args.no_sandbox)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autograd-course", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_root(sub):
+        sub.add_argument("--root", default=".", help="the course root (default: the current folder)")
+        return sub
+
+    with_root(commands.add_parser("release", help="regenerate release/ from source/")).set_defaults(func=_release)
+
+    grade = with_root(commands.add_parser("grade", help="autograde every submission under submitted/"))
+    grade.add_argument("--jobs", type=_positive_int, default=os.cpu_count(), help="students graded at once (default: all cores)")
+    grade.add_argument("--timeout", type=_positive_float, default=None, help="seconds a cell may run (default: grader_config.py)")
+    grade.add_argument("--student", default="*", metavar="GLOB", help="grade only the students whose id matches")
+    grade.add_argument("--no-sandbox", action="store_true", help="run student code unsandboxed, as you (unsafe)")
+    grade.set_defaults(func=_grade)
+
+    with_root(commands.add_parser("check", help="validate the course (what CI runs)")).set_defaults(func=_check)
+
+    demo = commands.add_parser("demo", help="grade a bundled demo class in a scratch copy of the course")
+    demo.add_argument("--jobs", type=_positive_int, default=os.cpu_count())
+    demo.add_argument("--keep", metavar="DIR", help="keep the graded demo course in DIR")
+    demo.add_argument("--no-sandbox", action="store_true", help="run student code unsandboxed")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CourseError as error:
+        print(f"autograd-course: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autograd-course: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""`autograd-course grade`: every submission graded, in parallel and sandboxed, and every student accounted for.
+
+The run: (1) bring the gradebook up to date with source/ and check release/ against it; (2) stage each
+student's notebooks (intake.py); (3) autograde and write feedback with nbgrader, one student per task, in
+``jobs`` worker processes that each keep a warm sandboxed runner; (4) write grades.csv from the gradebook and
+the outcomes recorded in the autograded notebooks.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import filecmp
+import fnmatch
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from . import outcomes
+from .course import Course, CourseError
+from .intake import stage_student
+
+WORK_DIR = ".grading"  # inside the course root: nbgrader wants its folders there; removed after each run
+
+
+@dataclass
+class NotebookResult:
+    score: float
+    events: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class StudentRow:
+    student_id: str
+    notebooks: dict[str, NotebookResult]
+    max_score: float
+
+    @property
+    def score(self) -> float:
+        return sum(result.score for result in self.notebooks.values())
+
+    @property
+    def status(self) -> str:
+        items = []
+        for kind in outcomes.KINDS:
+            for notebook_id, result in self.notebooks.items():
+                if any(event["kind"] == kind for event in result.events):
+                    items.append(f"{kind}:{notebook_id}")
+        return ";".join(items) or "ok"
+
+    @property
+    def notes(self) -> str:
+        return " | ".join(
+            f"{notebook_id}: {event.get('where') + ': ' if event.get('where') else ''}{event['detail']}"
+            for notebook_id, result in self.notebooks.items()
+            for event in result.events
+        )
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+# ---------------------------------------------------------------------------------------------- run
+@contextmanager
+def _exclusive_work_dir(course: Course):
+    work = course.root / WORK_DIR
+    work.mkdir(exist_ok=True)
+    with open(work / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CourseError(f"another grading run is using {course.root}; wait for it to finish") from None
+        try:
+            yield work
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def prepare_gradebook(course: Course, work: Path) -> None:
+    """Load source/ into the gradebook (hidden tests included) and insist that release/ matches it."""
+    from .release import generate_release
+
+    generated = generate_release(course, release_root=Path(WORK_DIR) / "release", gradebook=course.gradebook)
+    stale = [
+        path.name
+        for path in generated
+        if not (course.release_dir / path.name).is_file() or not filecmp.cmp(path, course.release_dir / path.name, False)
+    ]
+    if stale or len(generated) != len(list(course.release_dir.glob("*.ipynb"))):
+        raise CourseError(
+            "release/ does not match source/ (" + (", ".join(stale) or "different notebooks") + "): "
+            "run `autograd-course release` and commit the result before grading"
+        )
+
+
+def check_sandbox() -> None:
+    """Fail before any grading if the sandbox cannot start here."""
+    import subprocess
+
+    from .sandbox import SandboxUnavailable, bwrap_command
+
+    command = bwrap_command(["/usr/bin/true"])
+    probe = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        raise SandboxUnavailable(
+            f"bubblewrap is installed but cannot create a sandbox here: {probe.stderr.strip()}. "
+            "Pass --no-sandbox to grade without one, at your own risk."
+        )
+
+
+def find_students(course: Course) -> list[str]:
+    if not course.submitted_dir.is_dir():
+        raise CourseError(f"there is no {course.submitted_dir}: put submissions in submitted/<student>/{course.assignment_id}/")
+    return sorted(entry.name for entry in course.submitted_dir.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+
+
+def grade(
+    course: Course,
+    jobs: int | None = None,
+    timeout: float | None = None,
+    student_glob: str = "*",
+    sandbox: bool = True,
+    progress=sys.stderr,
+) -> list[StudentRow]:
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    if sandbox:
+        check_sandbox()
+    students = find_students(course)
+    selected = [student for student in students if fnmatch.fnmatchcase(student, student_glob)]
+    with _exclusive_work_dir(course) as work:
+        prepare_gradebook(course, work)
+        staging = work / "submitted"
+        for student in selected:
+            stage_student(course, course.submitted_dir / student, staging)
+        overrides = {
+            "CourseDirectory.submitted_directory": f"{WORK_DIR}/submitted",
+            "SandboxedExecute.sandbox": sandbox,
+        }
+        if timeout is not None:
+            overrides["Execute.timeout"] = int(timeout) if float(timeout).is_integer() else timeout
+        failures = _grade_students(course, selected, overrides, jobs, progress)
+    rows = collect_rows(course, students, failures)
+    write_grades_csv(course, rows)
+    return rows
+
+
+def _grade_students(course, students, overrides, jobs, progress) -> dict[str, str]:
+    """Autograde and write feedback for each student; return the students whose run failed, with why."""
+    failures: dict[str, str] = {}
+    if not students:
+        return failures
+    bar = Progress(len(students), progress)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(students)), mp_context=context, initializer=_start_worker,
+        initargs=(str(course.root), overrides),
+    ) as pool:
+        futures = {pool.submit(_grade_student, student): student for student in students}
+        for future in as_completed(futures):
+            student = futures[future]
+            try:
+                _, problem = future.result()
+            except Exception as error:  # noqa: BLE001 - a worker that died costs one student, not the run
+                problem = f"the grading worker failed: {error!r}"
+            if problem:
+                failures[student] = problem
+            bar.advance(student, problem)
+    bar.finish()
+    return failures
+
+
+_worker_api = None
+_worker_assignment = None
+
+
+def quiet_nbgrader_warnings() -> None:
+    """nbgrader 0.9.6 trips SQLAlchemy 2 autoflush warnings on every submission; they are not ours to act on."""
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
+    warnings.filterwarnings("ignore", category=SAWarning)
+
+
+def _start_worker(root: str, overrides: dict) -> None:
+    global _worker_api, _worker_assignment
+    quiet_nbgrader_warnings()
+    course = Course.at(root)
+    _worker_api = course.nbgrader_api(overrides)
+    _worker_assignment = course.assignment_id
+
+
+def _grade_student(student: str) -> tuple[str, str]:
+    problems = []
+    result = _worker_api.autograde(_worker_assignment, student, force=True, create=True)
+    if not result["success"]:
+        problems.append(f"autograde failed: {_last_line(result)}")
+    feedback = _worker_api.generate_feedback(_worker_assignment, student, force=True)
+    if not feedback["success"]:
+        problems.append(f"feedback failed: {_last_line(feedback)}")
+    return student, "; ".join(problems)
+
+
+def _last_line(result: dict) -> str:
+    text = (result.get("error") or result.get("log") or "").strip()
+    return text.splitlines()[-1] if text else "no detail"
+
+
+class Progress:
+    """students done / total, and failures as they happen; redrawn in place on a terminal."""
+
+    def __init__(self, total: int, stream) -> None:
+        self.total, self.done, self.failed, self.stream = total, 0, 0, stream
+        self.interactive = hasattr(stream, "isatty") and stream.isatty()
+        self.started = time.monotonic()
+
+    def advance(self, student: str, problem: str) -> None:
+        self.done += 1
+        if problem:
+            self.failed += 1
+            self._clear()
+            print(f"  {student}: {problem}", file=self.stream)
+        self._draw()
+
+    def _bar(self) -> str:
+        width = 30
+        filled = width * self.done // self.total
+        seconds = time.monotonic() - self.started
+        return (
+            f"grading [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} students"
+            f", {self.failed} failed, {seconds:.1f} s"
+        )
+
+    def _clear(self) -> None:
+        if self.interactive:
+            print("\r\033[K", end="", file=self.stream)
+
+    def _draw(self) -> None:
+        if self.interactive:
+            print(f"\r{self._bar()}", end="", file=self.stream, flush=True)
+        elif self.done == self.total or self.done % 10 == 0:
+            print(self._bar(), file=self.stream, flush=True)
+
+    def finish(self) -> None:
+        if self.interactive:
+            print(file=self.stream)
+
+
+# ------------------------------------------------------------------------------------------- grades
+def collect_rows(course: Course, students: list[str], failures: dict[str, str] | None = None) -> list[StudentRow]:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    failures = failures or {}
+    rows = []
+    with Gradebook(f"sqlite:///{course.gradebook}", course.config.CourseDirectory.get("course_id", "")) as gradebook:
+        assignment = gradebook.find_assignment(course.assignment_id)
+        max_score = float(assignment.max_score)
+        for student in students:
+            notebooks = {}
+            for notebook_id in course.notebook_ids:
+                path = course.autograded_dir / student / course.assignment_id / f"{notebook_id}.ipynb"
+                result = NotebookResult(score=0.0)
+                try:
+                    nb = nbformat.read(path, 4)
+                    result.events = outcomes.events_of(nb)
+                    submitted = gradebook.find_submission_notebook(notebook_id, course.assignment_id, student)
+                    result.score = float(submitted.score)
+                except (OSError, ValueError, MissingEntry) as error:
+                    why = failures.get(student) or f"no graded notebook ({type(error).__name__})"
+                    result.events.append({"kind": "error", "detail": why})
+                notebooks[notebook_id] = result
+            rows.append(StudentRow(student, notebooks, max_score))
+    return rows
+
+
+def write_grades_csv(course: Course, rows: list[StudentRow]) -> Path:
+    header = ["student_id", *course.notebook_ids, "score", "max_score", "status", "notes"]
+    temporary = course.grades_csv.with_suffix(".csv.tmp")
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(
+                [
+                    row.student_id,
+                    *(_number(row.notebooks[notebook_id].score) for notebook_id in course.notebook_ids),
+                    _number(row.score),
+                    _number(row.max_score),
+                    row.status,
+                    row.notes,
+                ]
+            )
+    temporary.replace(course.grades_csv)
+    return course.grades_csv
+
+
+def format_table(course: Course, rows: list[StudentRow]) -> str:
+    short = {notebook_id: notebook_id.split("_")[0] for notebook_id in course.notebook_ids}
+    header = ["student", *short.values(), "score", "status"]
+    body = [
+        [
+            row.student_id,
+            *(_number(row.notebooks[notebook_id].score) for notebook_id in course.notebook_ids),
+            f"{_number(row.score)}/{_number(row.max_score)}",
+            row.status,
+        ]
+        for row in rows
+    ]
+    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
