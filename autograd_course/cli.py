@@ -25,6 +25,19 @@ def _grade(args) -> int:
     rows = grade(course, jobs=args.jobs, timeout=args.timeout, student_glob=args.student, sandbox=not args.no_sandbox)
     print(format_table(course, rows))
     print(f"\nwrote {course.grades_csv}")
+    from .report import summary_lines
+
+    for line in summary_lines(course, rows):
+        print(line)
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    course = Course.at(args.root)
+    page = write_report(course)
+    print(f"wrote {page.parent}/ (open {page} in a browser)")
     return 0
 
 
@@ -79,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.set_defaults(func=_grade)
 
     with_root(commands.add_parser("check", help="validate the course (what CI runs)")).set_defaults(func=_check)
+
+    with_root(commands.add_parser("report", help="write reports/ from the gradebook after grading")).set_defaults(
+        func=_report
+    )
 
     demo = commands.add_parser("demo", help="grade a bundled demo class in a scratch copy of the course")
     demo.add_argument("--jobs", type=_positive_int, default=os.cpu_count())
