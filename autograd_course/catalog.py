@@ -404,3 +404,10 @@ def pack_into_students(variants: list[Variant], prefix: str) -> dict[str, dict[s
         else:
             students[f"{prefix}{len(students) + 1:02d}"] = {variant.notebook: variant}
     return students
+
+
+def by_name(name: str) -> Variant:
+    for variant in CATALOG:
+        if variant.name == name:
+            return variant
+    raise KeyError(name)

@@ -57,7 +57,7 @@ def _check(args) -> int:
 def _demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(jobs=args.jobs, keep=args.keep, sandbox=not args.no_sandbox)
+    return run_demo(jobs=args.jobs, keep=args.keep, sandbox=not args.no_sandbox, root=args.root)
 
 
 def _positive_int(text: str) -> int:
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--jobs", type=_positive_int, default=os.cpu_count())
     demo.add_argument("--keep", metavar="DIR", help="keep the graded demo course in DIR")
     demo.add_argument("--no-sandbox", action="store_true", help="run student code unsandboxed")
+    demo.add_argument("--root", default=None, help="the course to copy (default: the current folder or this checkout)")
     demo.set_defaults(func=_demo)
     return parser
 

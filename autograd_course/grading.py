@@ -158,7 +158,7 @@ def _grade_students(course, students, overrides, jobs, progress) -> dict[str, st
     failures: dict[str, str] = {}
     if not students:
         return failures
-    bar = Progress(len(students), progress)
+    bar = Progress(len(students), progress or open(os.devnull, "w"))
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
         max_workers=min(jobs, len(students)), mp_context=context, initializer=_start_worker,
