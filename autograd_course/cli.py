@@ -25,9 +25,9 @@ def _grade(args) -> int:
     rows = grade(course, jobs=args.jobs, timeout=args.timeout, student_glob=args.student, sandbox=not args.no_sandbox)
     print(format_table(course, rows))
     print(f"\nwrote {course.grades_csv}")
-    from .report import summary_lines
+    from .report import report_after_grading
 
-    for line in summary_lines(course, rows):
+    for line in report_after_grading(course, rows):
         print(line)
     return 0
 

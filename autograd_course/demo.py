@@ -64,7 +64,7 @@ def build_class(course: Course) -> None:
 
 def run_demo(jobs: int | None = None, keep: str | None = None, sandbox: bool = True, root: str | None = None) -> int:
     from .grading import format_table, grade
-    from .report import summary_lines, write_report
+    from .report import report_after_grading
 
     source = find_course_root(root)
     target = Path(keep).resolve() if keep else Path(tempfile.mkdtemp(prefix="autograd-course-demo-"))
@@ -80,9 +80,8 @@ def run_demo(jobs: int | None = None, keep: str | None = None, sandbox: bool = T
     rows = grade(course, jobs=jobs, sandbox=sandbox)
     print()
     print(format_table(course, rows))
-    page = write_report(course)
     print()
-    for line in summary_lines(course, rows):
+    for line in report_after_grading(course, rows):  # also writes reports/
         print(line)
-    print(f"\nGrades: {course.grades_csv}\nFeedback: {course.feedback_dir}/<student>/\nReport: {page}")
+    print(f"\nGrades: {course.grades_csv}\nFeedback: {course.feedback_dir}/<student>/autograd_basics/")
     return 0

@@ -14,7 +14,7 @@ events recorded in the autograded notebooks (``grading.collect_rows``). Every st
 whose notebooks are missing or broken (they earn 0 on those parts); failure messages are counted from the
 autograded notebooks as graded, so a missing notebook counts with the messages of the untouched release.
 
-``summary_lines(course, rows)``, printed by `autograd-course grade`, also writes the report.
+``report_after_grading(course, rows)``, printed by `autograd-course grade`, also writes the report.
 """
 
 from __future__ import annotations
@@ -652,7 +652,7 @@ def _html(data: ClassData, items: list[Item]) -> str:
 
 
 # -------------------------------------------------------------------------------------------- summary
-def summary_lines(course: Course, rows: list[grading.StudentRow]) -> list[str]:
+def report_after_grading(course: Course, rows: list[grading.StudentRow]) -> list[str]:
     """A few lines for the end of `autograd-course grade`. Writes the report too, and says where it is."""
     lines = []
     totals = [row.score for row in rows]

@@ -64,12 +64,22 @@ class Pristine:
     """What the tests rely on, as it was before any student code ran; `restore` puts it back."""
 
     def __init__(self) -> None:
+        import json
         import math
         import operator
 
         import torch
 
+        # The harness's own machinery is guarded too: a patched json.dumps or os.write could forge results.
+        harness = sys.modules[__name__]
         self.namespaces = [
+            ("the grader", harness),
+            ("the grader's CellRunner", harness.CellRunner),
+            ("the grader's Pristine", harness.Pristine),
+            ("json", json),
+            ("os", os),
+            ("struct", struct),
+            ("signal", signal),
             ("builtins", builtins),
             ("torch", torch),
             ("torch.Tensor", torch.Tensor),
@@ -82,7 +92,9 @@ class Pristine:
             ("warnings", warnings),
         ]
         self.snapshots = [(label, obj, dict(vars(obj))) for label, obj in self.namespaces]
-        self.modules = {name: sys.modules[name] for name in ("builtins", "torch", "math", "operator", "warnings")}
+        self.modules = {
+            name: sys.modules[name] for name in ("builtins", "torch", "math", "operator", "warnings", "json", "os")
+        }
         self.sys_hooks = {name: getattr(sys, name) for name in ("excepthook", "displayhook", "breakpointhook")}
         self.warning_filters = list(warnings.filters)
         self.builtin_names = dict(vars(builtins))
@@ -224,8 +236,6 @@ class CellRunner:
         filename = f"<cell {index}>"
         hidden: dict = {}
         if is_test:
-            for detail in self.pristine.restore():
-                events.append({"kind": "tampered", "cell": index, "detail": detail})
             self.namespace["__builtins__"] = builtins
         stdout = CappedText(self.output_limit)
         stderr = stdout if is_test else CappedText(self.output_limit)
@@ -274,6 +284,9 @@ class CellRunner:
             error = _error_output(exc, hide_frames_of=filename if is_test else None)
         finally:
             self._setitimer(signal.ITIMER_REAL, 0)
+            # Whatever the cell patched is undone before the harness does anything else (and so before the
+            # next cell): the harness's own code must not run on a student's isinstance or json.dumps.
+            self._restore(index, events)
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
             self.namespace.update(hidden)
         text = stdout.getvalue()
@@ -288,6 +301,10 @@ class CellRunner:
         if error:
             outputs.append(error)
         return {"outputs": outputs, "execution_count": self.execution_count}, events
+
+    def _restore(self, index: int, events: list[dict]) -> None:
+        for detail in self.pristine.restore():
+            events.append({"kind": "tampered", "cell": index, "detail": detail})
 
     def _hide_shadowed_builtins(self, body, tail, index, events) -> dict:
         """Test code calls builtins (len, abs, isinstance...). A student global of the same name would stand in

@@ -325,8 +325,8 @@ def test_page_in_headless_chromium(graded):
 
 
 # ------------------------------------------------------------------------------------ summary and CLI
-def test_summary_lines_after_grading(graded):
-    lines = report.summary_lines(graded.course, graded.rows)
+def test_report_after_grading_summarises_and_writes_the_report(graded):
+    lines = report.report_after_grading(graded.course, graded.rows)
     text = "\n".join(lines)
     totals = [row.score for row in graded.rows]
     assert statistics.fmean(totals) == pytest.approx(26.8) and statistics.median(totals) == 30

@@ -1,0 +1,357 @@
+"""A class full of broken and hostile submissions, graded in one run beside honest students.
+
+Asserts what an instructor needs to trust the grader: honest students' scores are unaffected; source/,
+release/, the gradebook, other students' files and the submissions themselves are untouched; every student has
+a row with the right status; the run ends in bounded time; and nothing it started is left running.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograd_course.catalog import by_name, solved, submission
+
+from conftest import submit
+from gradebook_helpers import failure_message, feedback_text, part_scores
+
+CELL_TIMEOUT = 2
+MARKER = "autograd-course-hostile-marker-31337"
+
+
+def answer(course, notebook_id, cell_id, code):
+    """The solution with one answer cell replaced by ``code`` (the rest right)."""
+    return solved(course, notebook_id, {cell_id: code})
+
+
+def q6_with(course, code, cell_id="q6c-answer", before=False):
+    """Q6 solved, plus hostile code in one answer cell (after the answer, or ``before`` it, so that a cell the
+    code stops never gets to its answer): only what the code breaks may cost points."""
+    nb = solved(course, "q6_basic_gradients")
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == cell_id:
+            cell.source = f"{code}\n{cell.source}" if before else f"{cell.source}\n{code}\n"
+    return nb
+
+
+def full(course, **replace):
+    notebooks = {notebook_id: solved(course, notebook_id) for notebook_id in course.notebook_ids}
+    notebooks.update(replace)
+    return notebooks
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+class Listener:
+    """A loopback TCP server that counts connections: student code must not reach it."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen()
+        self.socket.settimeout(0.2)
+        self.port = self.socket.getsockname()[1]
+        self.connections = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                connection, _ = self.socket.accept()
+                self.connections += 1
+                connection.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        self.socket.close()
+
+
+@pytest.fixture(scope="module")
+def hostile_class(module_course, tmp_path_factory):
+    course = module_course
+    root = course.root
+    outside = tmp_path_factory.mktemp("outside")
+    listener = Listener()
+    q6 = "q6_basic_gradients"
+    q9 = "q9_gradient_accumulation"
+
+    students = {
+        "honest_full": full(course),
+        "honest_mistake": full(course, q6_basic_gradients=by_name("q6 forgot requires_grad on x").build(course)),
+        "honest_blank": {notebook_id: submission(course, notebook_id) for notebook_id in course.notebook_ids},
+        # --- reaching outside the sandbox
+        "reads_secrets": full(course, q6_basic_gradients=q6_with(course, "\n".join(
+            f"try:\n    open({str(path)!r}, 'rb').read()\n    print('READ {name}')\nexcept OSError as error:\n    print('denied', error)"
+            for name, path in [("source", root / "source" / "autograd_basics" / f"{q6}.ipynb"),
+                               ("gradebook", root / "gradebook.db"), ("config", root / "grader_config.py"),
+                               ("other", root / "submitted" / "honest_full" / "autograd_basics" / f"{q6}.ipynb")]))),
+        "writes_outside": full(course, q6_basic_gradients=q6_with(course, "\n".join(
+            f"try:\n    open({str(path)!r}, 'w').write('pwned')\nexcept OSError as error:\n    print('denied', error)"
+            for path in [outside / "escaped.txt", root / "pwned.txt", root / "source" / "pwned.txt"]))),
+        "destroys_gradebook": full(course, q6_basic_gradients=q6_with(course,
+            f"import os\nfor p in [{str(root / 'gradebook.db')!r}]:\n    try:\n        open(p, 'w').write('garbage')\n"
+            "    except OSError as error:\n        print('denied', error)\n    try:\n        os.remove(p)\n"
+            "    except OSError as error:\n        print('denied', error)")),
+        "uses_network": full(course, q6_basic_gradients=q6_with(course,
+            f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {listener.port}), timeout=2)\n"
+            "    print('CONNECTED')\nexcept OSError as error:\n    print('denied', error)")),
+        "starts_processes": full(course, q6_basic_gradients=q6_with(course,
+            f"import subprocess, os\ntry:\n    subprocess.Popen(['sleep', '{MARKER}'])\nexcept OSError as error:\n"
+            "    print('denied', error)\ntry:\n    pid = os.fork()\n    if pid == 0:\n        import time\n"
+            "        time.sleep(1000)\nexcept OSError as error:\n    print('denied', error)")),
+        # --- breaking the run
+        "loops_forever": full(course, q6_basic_gradients=q6_with(course, "while True:\n    pass", "q6b-answer", before=True)),
+        "swallows_the_alarm": full(course, q6_basic_gradients=q6_with(course,
+            "import time\nwhile True:\n    try:\n        time.sleep(10)\n    except BaseException:\n        pass",
+            "q6b-answer", before=True)),
+        "kills_its_kernel": full(course, q6_basic_gradients=q6_with(course, "import os\nos._exit(0)", "q6b-answer", before=True)),
+        "eats_memory": full(course, q6_basic_gradients=q6_with(course,
+            "import torch\nhog = torch.ones(2**31)\nprint(hog.sum())", "q6b-answer", before=True)),
+        "floods_output": full(course, q6_basic_gradients=q6_with(course, "print('x' * 5_000_000)")),
+        # --- cheating
+        "patches_torch": full(course, q6_basic_gradients=solved(course, q6, {
+            "q6-gradient-answer": "x = torch.tensor([2.0], requires_grad=True)\ny = x**2 + 3\ny.backward()\n"
+            "torch.Tensor.tolist = lambda self: [7.0] if self.numel() == 1 else [0.0] * self.numel()\n"
+            "torch.Tensor.__eq__ = lambda self, other: True\ntorch.allclose = lambda *a, **k: True\n"
+            "import math\nmath.isclose = lambda *a, **k: True\n"})),
+        "patches_builtins": full(course, q6_basic_gradients=solved(course, q6, {
+            "q6-gradient-answer": "x = torch.tensor([2.0])\ny = x**2 + 3 * x\n"
+            "import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.abs = lambda v: 0\n"
+            "def abs(v):\n    return 0\nimport sys\nsys.excepthook = lambda *a: None\n"})),
+        "traces_asserts_away": full(course, q6_basic_gradients=solved(course, q6, {
+            "q6-gradient-answer": "x = torch.tensor([2.0])\ny = x**2 + 3 * x\nimport sys\n"
+            "def skip(frame, event, arg):\n    if event == 'line' and frame.f_code.co_filename.startswith('<cell'):\n"
+            "        try:\n            frame.f_lineno = frame.f_lineno + 1\n        except Exception:\n            pass\n"
+            "    return skip\nsys.settrace(skip)\n"})),
+        # --- structure and metadata
+        "deletes_a_test": full(course, q6_basic_gradients=_without_cell(solved(course, q6), "q6_gradient")),
+        "duplicates_and_moves": full(course, q6_basic_gradients=_moved_and_duplicated(solved(course, q6))),
+        "retypes_a_test": full(course, q6_basic_gradients=_retyped(solved(course, q6), "q6_gradient")),
+        "raises_points": full(course, q6_basic_gradients=_points(submission(course, q6), "q6_gradient", 100)),
+        "unflags_a_test": full(course, q6_basic_gradients=_unflagged(by_name("q6 wrong function x**2 + 3").build(course), "q6_gradient")),
+        "drops_cell_ids": full(course, q6_basic_gradients=_without_ids(solved(course, q6))),
+        # --- broken files
+        "invalid_json": full(course, q6_basic_gradients=b'{"cells": [ oops'),
+        "not_utf8": full(course, q6_basic_gradients=b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5, "x": "\xff\xfe"}'),
+        "missing_notebook": full(course, q9_gradient_accumulation=None),
+        "renamed_notebook": full(course, q9_gradient_accumulation=None),
+        "extra_files": full(course),
+    }
+    for student, notebooks in students.items():
+        submit(course, student, notebooks)
+    (root / "submitted" / "empty_folder").mkdir(parents=True)
+    nbformat.write(solved(course, q9), root / "submitted" / "renamed_notebook" / "autograd_basics" / "Q9 (copy).ipynb")
+    extra = root / "submitted" / "extra_files" / "autograd_basics"
+    (extra / "torch.py").write_text("raise SystemExit('shadowed torch')\n")
+    (extra / "gradebook.db").write_bytes(b"not a database")
+    (extra / "nbgrader_config.py").write_text(f"open({str(outside / 'config-ran.txt')!r}, 'w').write('ran')\n")
+
+    before = {name: tree_digest(root / name) for name in ("source", "release", "submitted")}
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "autograd-course"), "grade", "--jobs", "2", "--timeout", str(CELL_TIMEOUT)],
+        cwd=root, capture_output=True, text=True, timeout=600,
+    )
+    seconds = time.monotonic() - started
+    listener.close()
+    with open(root / "grades.csv", newline="") as handle:
+        rows = {row["student_id"]: row for row in csv.DictReader(handle)}
+    return {
+        "course": course, "rows": rows, "result": result, "seconds": seconds, "before": before,
+        "outside": outside, "listener": listener, "students": set(students) | {"empty_folder"},
+    }
+
+
+def _without_cell(nb, grade_id):
+    nb.cells = [cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade_id") != grade_id]
+    return nb
+
+
+def _find(nb, grade_id):
+    return next(i for i, cell in enumerate(nb.cells) if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _moved_and_duplicated(nb):
+    test = nb.cells.pop(_find(nb, "q6_gradient"))
+    nb.cells.insert(0, test)  # before the answer it checks
+    copy = nbformat.from_dict(json.loads(json.dumps(nb.cells[_find(nb, "q6a_analytic_gradient")])))
+    copy["id"] = "copied-test"
+    nb.cells.append(copy)
+    return nb
+
+
+def _retyped(nb, grade_id):
+    cell = nb.cells[_find(nb, grade_id)]
+    nb.cells[_find(nb, grade_id)] = nbformat.v4.new_markdown_cell(cell.source, id=cell.id, metadata=cell.metadata)
+    return nb
+
+
+def _points(nb, grade_id, points):
+    nb.cells[_find(nb, grade_id)].metadata["nbgrader"]["points"] = points
+    return nb
+
+
+def _unflagged(nb, grade_id):
+    meta = nb.cells[_find(nb, grade_id)].metadata["nbgrader"]
+    meta["grade"] = False
+    meta.pop("points", None)
+    return nb
+
+
+def _without_ids(nb):
+    data = json.loads(nbformat.writes(nb))
+    for cell in data["cells"]:
+        cell.pop("id", None)
+    return json.dumps(data).encode()
+
+
+@pytest.fixture(scope="module")
+def graded(hostile_class):
+    return hostile_class
+
+
+def test_the_run_succeeds_in_bounded_time(graded):
+    assert graded["result"].returncode == 0, graded["result"].stderr
+    assert graded["seconds"] < 240
+
+
+def test_every_student_has_a_row(graded):
+    assert set(graded["rows"]) == graded["students"]
+
+
+def test_honest_students_are_unaffected(graded):
+    rows = graded["rows"]
+    assert (rows["honest_full"]["score"], rows["honest_full"]["status"]) == ("40", "ok")
+    assert (rows["honest_mistake"]["score"], rows["honest_mistake"]["status"]) == ("36", "ok")
+    assert (rows["honest_blank"]["score"], rows["honest_blank"]["status"]) == ("0", "ok")
+
+
+def test_course_files_and_submissions_are_untouched(graded):
+    root = graded["course"].root
+    for name, digest in graded["before"].items():
+        assert tree_digest(root / name) == digest, name
+    assert not (root / "pwned.txt").exists()
+    assert not list(graded["outside"].iterdir())  # nothing escaped, and no student config ran
+
+
+def test_sandbox_denies_reads_writes_and_network(graded):
+    course = graded["course"]
+    for student, expected_denials in (("reads_secrets", 4), ("writes_outside", 3), ("uses_network", 1)):
+        nb = nbformat.read(course.autograded_dir / student / "autograd_basics" / "q6_basic_gradients.ipynb", 4)
+        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        assert text.count("denied") == expected_denials, (student, text)
+        assert "READ" not in text and "CONNECTED" not in text
+        assert graded["rows"][student]["score"] == "40"
+    assert graded["listener"].connections == 0
+
+
+def test_gradebook_survives_a_student_who_attacks_it(graded):
+    assert graded["rows"]["destroys_gradebook"]["score"] == "40"
+    assert graded["rows"]["honest_full"]["score"] == "40"
+
+
+def test_no_process_outlives_grading(graded):
+    leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert MARKER not in leftovers
+    assert "autograd_course.runner" not in leftovers
+
+
+def test_processes_cannot_be_started(graded):
+    course = graded["course"]
+    nb = nbformat.read(course.autograded_dir / "starts_processes" / "autograd_basics" / "q6_basic_gradients.ipynb", 4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert text.count("denied") == 2
+    assert graded["rows"]["starts_processes"]["score"] == "40"
+
+
+@pytest.mark.parametrize(
+    "student, status, score",
+    [
+        ("loops_forever", "timeout:q6_basic_gradients", "38"),
+        ("swallows_the_alarm", "timeout:q6_basic_gradients", "38"),
+        ("kills_its_kernel", "crashed:q6_basic_gradients", "38"),
+        ("eats_memory", "resource_limit:q6_basic_gradients", "38"),
+        ("floods_output", "resource_limit:q6_basic_gradients", "40"),
+        ("patches_torch", "tampered:q6_basic_gradients", "36"),
+        ("patches_builtins", "tampered:q6_basic_gradients", "36"),
+        ("traces_asserts_away", "tampered:q6_basic_gradients", "36"),
+        ("deletes_a_test", "tampered:q6_basic_gradients", "40"),
+        ("duplicates_and_moves", "tampered:q6_basic_gradients", "40"),
+        ("retypes_a_test", "tampered:q6_basic_gradients", "40"),
+        ("raises_points", "tampered:q6_basic_gradients", "30"),
+        ("unflags_a_test", "tampered:q6_basic_gradients", "36"),
+        ("drops_cell_ids", "invalid:q6_basic_gradients", "40"),
+        ("invalid_json", "invalid:q6_basic_gradients", "30"),
+        ("not_utf8", "invalid:q6_basic_gradients", "30"),
+        ("missing_notebook", "missing:q9_gradient_accumulation", "30"),
+        ("renamed_notebook", "invalid:q9_gradient_accumulation", "40"),
+        ("empty_folder", "missing:q6_basic_gradients;missing:q7_weights;missing:q8_breaking_the_graph;"
+                         "missing:q9_gradient_accumulation", "0"),
+        ("extra_files", "ok", "40"),
+    ],
+)
+def test_each_case_scores_its_intact_parts_and_names_what_happened(graded, student, status, score):
+    row = graded["rows"][student]
+    assert (row["status"], row["score"], row["max_score"]) == (status, score, "40"), row["notes"]
+
+
+def test_patched_checks_still_fail_the_wrong_answer(graded):
+    course = graded["course"]
+    assert part_scores(course, "patches_torch", "q6_basic_gradients")["q6_gradient"] == 0
+    assert "torch.Tensor.tolist was added" in graded["rows"]["patches_torch"]["notes"]
+    assert "builtins.isinstance was replaced" in graded["rows"]["patches_builtins"]["notes"]
+    assert "shadowed a builtin" in graded["rows"]["patches_builtins"]["notes"]
+    assert "trace or profile hook" in graded["rows"]["traces_asserts_away"]["notes"]
+
+
+def test_deleted_test_cells_are_restored_with_their_hidden_tests(graded):
+    course = graded["course"]
+    nb = nbformat.read(course.autograded_dir / "deletes_a_test" / "autograd_basics" / "q6_basic_gradients.ipynb", 4)
+    restored = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "q6_gradient"]
+    assert len(restored) == 1 and "graph_was_used" in restored[0].source
+    assert part_scores(course, "deletes_a_test", "q6_basic_gradients")["q6_gradient"] == 4
+
+
+def test_altered_points_never_count(graded):
+    course = graded["course"]
+    scores = part_scores(course, "raises_points", "q6_basic_gradients")
+    assert scores["q6_gradient"] == 0 and sum(scores.values()) == 0
+
+
+def test_feedback_hides_hidden_tests_but_explains_failures(graded):
+    course = graded["course"]
+    page = feedback_text(course, "honest_mistake", "q6_basic_gradients")
+    assert "did you create x with requires_grad=True?" in page
+    assert "graph_was_used" not in page and "BEGIN HIDDEN TESTS" not in page
+    for student in graded["students"]:
+        for notebook_id in course.notebook_ids:
+            text = feedback_text(course, student, notebook_id)
+            assert "HIDDEN TESTS" not in text and "graph_was_used" not in text, (student, notebook_id)
+
+
+def test_the_message_of_a_failed_hidden_check_is_kept(graded):
+    course = graded["course"]
+    message = failure_message(course, "unflags_a_test", "q6_basic_gradients", "q6_gradient")
+    assert "did you write 3*x?" in message
