@@ -6,8 +6,11 @@ and a plain `nbgrader autograde` in the course root both grade this way.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbformat
 from nbgrader import utils
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer
 
@@ -43,7 +46,8 @@ class SandboxedExecute(Execute):
         # Enough for every cell to use its whole time once more after a restart, and then some.
         budget = 60 + 2 * len(code_cells) * (self.timeout + GRACE_SECONDS)
         try:
-            reply = runner_for_this_process(self.sandbox).run(request, budget)
+            course_root = CourseDirectory(config=self.config).root
+            reply = runner_for_this_process(self.sandbox, [Path(course_root)]).run(request, budget)
             if "error" in reply:
                 raise RunnerFailed(reply["error"])
             results, events = reply["cells"], reply["events"]

@@ -102,13 +102,13 @@ def prepare_gradebook(course: Course, work: Path) -> None:
         )
 
 
-def check_sandbox() -> None:
+def check_sandbox(course: Course) -> None:
     """Fail before any grading if the sandbox cannot start here."""
     import subprocess
 
     from .sandbox import SandboxUnavailable, bwrap_command
 
-    command = bwrap_command(["/usr/bin/true"])
+    command = bwrap_command(["/usr/bin/true"], [course.root])
     probe = subprocess.run(command, capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
         raise SandboxUnavailable(
@@ -133,7 +133,7 @@ def grade(
 ) -> list[StudentRow]:
     jobs = max(1, jobs or os.cpu_count() or 1)
     if sandbox:
-        check_sandbox()
+        check_sandbox(course)
     students = find_students(course)
     selected = [student for student in students if fnmatch.fnmatchcase(student, student_glob)]
     with _exclusive_work_dir(course) as work:

@@ -37,6 +37,7 @@ GRACE_SECONDS = 2.0  # how long past the alarm a cell may run before its process
 # sandbox.py sets this: only inside the sandbox's own PID namespace and tmpfs may the runner kill every other
 # process it can see and empty /tmp between notebooks.
 SANDBOXED = os.environ.get("AUTOGRAD_COURSE_SANDBOX") == "bwrap"
+KEEP = {path for path in os.environ.get("AUTOGRAD_COURSE_KEEP", "").split(os.pathsep) if path}
 _MISSING = object()
 
 
@@ -155,9 +156,10 @@ def _on_alarm(signum, frame):
     raise CellTimeout()
 
 
-def apply_limits(memory_mb: int, file_mb: int = 16) -> None:
+def apply_limits(memory_mb: int, cpu_seconds: int, file_mb: int = 16) -> None:
     """Cap this process before student code runs. The address-space cap is on top of what the warm process
     already maps, so the budget is what the student's code may add."""
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
     with open("/proc/self/statm") as statm:
         mapped = int(statm.read().split()[0]) * resource.getpagesize()
     resource.setrlimit(resource.RLIMIT_AS, (mapped + memory_mb * 2**20,) * 2)
@@ -368,7 +370,8 @@ def run_notebook_in_child(request: dict, skip: dict, pristine: Pristine, out_fd:
         os.dup2(devnull, 2)
         os.close(devnull)
         os.chdir(scratch)
-        apply_limits(request["memory_mb"])
+        cells = len(request["cells"])
+        apply_limits(request["memory_mb"], cpu_seconds=int(cells * request["cell_timeout"] + GRACE_SECONDS) + 1)
         forbid_new_tasks()
         runner = CellRunner(pristine, request["cell_timeout"], request["output_limit"])
         for index, cell in enumerate(request["cells"]):
@@ -499,21 +502,30 @@ def _kill_strays() -> None:
 
 
 def _wipe(scratch: str) -> None:
-    """Empty the scratch folder (and, in the sandbox, /dev/shm) so nothing passes to the next notebook."""
+    """Empty the scratch folder (and, in the sandbox, /dev/shm) so nothing passes to the next notebook. The
+    read-only mounts of the Python installation (KEEP) may live under it: they and their parents stay."""
     for folder in (scratch, "/dev/shm") if SANDBOXED else (scratch,):
-        try:
-            entries = os.listdir(folder)
-        except OSError:
+        _empty(folder)
+
+
+def _empty(folder: str) -> None:
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        path = os.path.join(folder, entry)
+        if path in KEEP:
             continue
-        for entry in entries:
-            path = os.path.join(folder, entry)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+        if any(kept.startswith(path + os.sep) for kept in KEEP):
+            _empty(path)
+        elif os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 # ------------------------------------------------------------------------------------------ serving

@@ -35,17 +35,20 @@ class RunnerFailed(Exception):
 
 
 def _python_dirs() -> list[str]:
-    """The folders the runner needs to import what it imports, and nothing above them."""
+    """The folders the runner imports from: the Python installation, its site-packages, this package.
+    Not sys.path at large: `python -m` and pytest put the working folder there, which may be the course."""
     package = Path(__file__).resolve().parent
-    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(package)}
-    candidates.update(path for path in sys.path if path and os.path.isabs(path))
-    candidates.update(site.getsitepackages())
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(package), *site.getsitepackages()}
+    if site.ENABLE_USER_SITE and site.getusersitepackages():
+        candidates.add(site.getusersitepackages())
     existing = sorted({str(Path(p).resolve()) for p in candidates if os.path.isdir(p)})
     # A folder inside another one in the list is bound with it already.
     return [p for p in existing if not any(p != q and p.startswith(q + os.sep) for q in existing)]
 
 
-def bwrap_command(argv: list[str]) -> list[str]:
+def bwrap_command(argv: list[str], protected: list[Path] = ()) -> list[str]:
+    """The bubblewrap command line that runs ``argv`` sandboxed. No folder that holds a ``protected`` path
+    (the course root) may be bound into the sandbox."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable(
@@ -53,7 +56,18 @@ def bwrap_command(argv: list[str]) -> list[str]:
             "(`sudo apt-get install bubblewrap`, or `make install`), or pass --no-sandbox to grade without a "
             "sandbox at your own risk."
         )
+    python_dirs = _python_dirs()
+    for folder in python_dirs:
+        for path in protected:
+            path = str(Path(path).resolve())
+            if path == folder or path.startswith(folder + os.sep):
+                raise SandboxUnavailable(
+                    f"the Python installation at {folder} contains the course ({path}); student code would see "
+                    "it. Install the course's environment outside the course folder (a .venv inside it is fine)."
+                )
     command = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    # The private /tmp comes first: a Python installation under /tmp is bound on top of it.
+    command += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--size", str(TMP_BYTES), "--tmpfs", "/dev/shm"]
     command += ["--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         target = os.path.join("/", name)
@@ -65,10 +79,9 @@ def bwrap_command(argv: list[str]) -> list[str]:
         command += ["--ro-bind-try", path, path]
     # torch reads the CPU's topology at import.
     command += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
-    for path in _python_dirs():
+    for path in python_dirs:
         command += ["--ro-bind", path, path]
-    command += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
-    command += ["--size", str(TMP_BYTES), "--tmpfs", "/dev/shm", "--chdir", "/tmp", "--clearenv"]
+    command += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/tmp", "--clearenv"]
     environment = {
         "PATH": "/usr/bin:/bin",
         "HOME": "/tmp",
@@ -77,6 +90,8 @@ def bwrap_command(argv: list[str]) -> list[str]:
         "MKL_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "AUTOGRAD_COURSE_SANDBOX": "bwrap",
+        # the runner empties /tmp between notebooks, except these read-only mounts
+        "AUTOGRAD_COURSE_KEEP": os.pathsep.join(python_dirs),
     }
     for key, value in environment.items():
         command += ["--setenv", key, value]
@@ -86,8 +101,9 @@ def bwrap_command(argv: list[str]) -> list[str]:
 class Runner:
     """One warm runner process. Not thread-safe: each grading worker owns one."""
 
-    def __init__(self, sandboxed: bool = True) -> None:
+    def __init__(self, sandboxed: bool = True, protected: list[Path] = ()) -> None:
         self.sandboxed = sandboxed
+        self.protected = list(protected)
         self.process: subprocess.Popen | None = None
         self.log = tempfile.TemporaryFile()
 
@@ -98,7 +114,7 @@ class Runner:
     def start(self) -> None:
         argv = self._argv()
         if self.sandboxed:
-            command, env = bwrap_command(argv), None
+            command, env = bwrap_command(argv, self.protected), None
         else:
             command = argv
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1", "HOME": tempfile.gettempdir()}
@@ -165,10 +181,10 @@ class Runner:
 _runners: dict[bool, Runner] = {}
 
 
-def runner_for_this_process(sandboxed: bool) -> Runner:
+def runner_for_this_process(sandboxed: bool, protected: list[Path] = ()) -> Runner:
     """Each grading process keeps one warm runner and reuses it for every notebook it grades."""
     if sandboxed not in _runners:
-        _runners[sandboxed] = Runner(sandboxed)
+        _runners[sandboxed] = Runner(sandboxed, protected)
         _runners[sandboxed].start()
     return _runners[sandboxed]
 
