@@ -135,11 +135,14 @@ def hostile_class(module_course, tmp_path_factory):
             "q6-gradient-answer": "x = torch.tensor([2.0], requires_grad=True)\ny = x**2 + 3\ny.backward()\n"
             "torch.Tensor.tolist = lambda self: [7.0] if self.numel() == 1 else [0.0] * self.numel()\n"
             "torch.Tensor.__eq__ = lambda self, other: True\ntorch.allclose = lambda *a, **k: True\n"
+            "torch.equal = lambda *a: True\n"
             "import math\nmath.isclose = lambda *a, **k: True\n"})),
         "patches_builtins": full(course, q6_basic_gradients=solved(course, q6, {
             "q6-gradient-answer": "x = torch.tensor([2.0])\ny = x**2 + 3 * x\n"
             "import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.abs = lambda v: 0\n"
-            "def abs(v):\n    return 0\nimport sys\nsys.excepthook = lambda *a: None\n"})),
+            "def abs(v):\n    return 0\nimport sys, io\nsys.excepthook = lambda *a: None\n"
+            "sys.displayhook = lambda value: None\nsys.stdout = io.StringIO()\nsys.stderr = io.StringIO()\n"
+            "try:\n    get_ipython().showtraceback = lambda *a, **k: None\nexcept NameError:\n    pass\n"})),
         "traces_asserts_away": full(course, q6_basic_gradients=solved(course, q6, {
             "q6-gradient-answer": "x = torch.tensor([2.0])\ny = x**2 + 3 * x\nimport sys\n"
             "def skip(frame, event, arg):\n    if event == 'line' and frame.f_code.co_filename.startswith('<cell'):\n"
@@ -321,7 +324,10 @@ def test_patched_checks_still_fail_the_wrong_answer(graded):
     course = graded["course"]
     assert part_scores(course, "patches_torch", "q6_basic_gradients")["q6_gradient"] == 0
     assert "torch.Tensor.tolist was added" in graded["rows"]["patches_torch"]["notes"]
+    assert "torch.equal was replaced" in graded["rows"]["patches_torch"]["notes"]
     assert "builtins.isinstance was replaced" in graded["rows"]["patches_builtins"]["notes"]
+    assert "sys.excepthook was replaced" in graded["rows"]["patches_builtins"]["notes"]
+    assert "sys.displayhook was replaced" in graded["rows"]["patches_builtins"]["notes"]
     assert "shadowed a builtin" in graded["rows"]["patches_builtins"]["notes"]
     assert "trace or profile hook" in graded["rows"]["traces_asserts_away"]["notes"]
 
