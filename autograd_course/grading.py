@@ -85,7 +85,7 @@ def _exclusive_work_dir(course: Course):
             shutil.rmtree(work, ignore_errors=True)
 
 
-def prepare_gradebook(course: Course, work: Path) -> None:
+def prepare_gradebook(course: Course) -> None:
     """Load source/ into the gradebook (hidden tests included) and insist that release/ matches it."""
     from .release import generate_release
 
@@ -137,7 +137,7 @@ def grade(
     students = find_students(course)
     selected = [student for student in students if fnmatch.fnmatchcase(student, student_glob)]
     with _exclusive_work_dir(course) as work:
-        prepare_gradebook(course, work)
+        prepare_gradebook(course)
         staging = work / "submitted"
         for student in selected:
             stage_student(course, course.submitted_dir / student, staging)
@@ -158,7 +158,7 @@ def _grade_students(course, students, overrides, jobs, progress) -> dict[str, st
     failures: dict[str, str] = {}
     if not students:
         return failures
-    bar = Progress(len(students), progress or open(os.devnull, "w"))
+    bar = Progress(len(students), progress)
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
         max_workers=min(jobs, len(students)), mp_context=context, initializer=_start_worker,
@@ -219,12 +219,15 @@ class Progress:
     """students done / total, and failures as they happen; redrawn in place on a terminal."""
 
     def __init__(self, total: int, stream) -> None:
+        """``stream`` None draws nothing."""
         self.total, self.done, self.failed, self.stream = total, 0, 0, stream
-        self.interactive = hasattr(stream, "isatty") and stream.isatty()
+        self.interactive = stream is not None and stream.isatty()
         self.started = time.monotonic()
 
     def advance(self, student: str, problem: str) -> None:
         self.done += 1
+        if self.stream is None:
+            return
         if problem:
             self.failed += 1
             self._clear()
@@ -251,7 +254,7 @@ class Progress:
             print(self._bar(), file=self.stream, flush=True)
 
     def finish(self) -> None:
-        if self.interactive:
+        if self.stream is not None and self.interactive:
             print(file=self.stream)
 
 

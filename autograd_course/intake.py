@@ -27,8 +27,13 @@ class Unreadable(Exception):
     pass
 
 
-def read_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[str]]:
-    """Parse a submitted file strictly; return the notebook and the repairs it needed, or raise Unreadable."""
+def read_notebook(path: Path, student_dir: Path | None = None) -> tuple[nbformat.NotebookNode, list[str]]:
+    """Parse a submitted file strictly; return the notebook and the repairs it needed, or raise Unreadable.
+
+    A submission is read only from inside the student's own folder: a symbolic link (to the instructor's
+    source notebook, say) is refused."""
+    if student_dir is not None and not _really_inside(path, student_dir):
+        raise Unreadable(f"{path.name} is a symbolic link or lies outside the student's folder")
     if path.stat().st_size > MAX_NOTEBOOK_BYTES:
         raise Unreadable(f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB")
     try:
@@ -54,6 +59,12 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[str]]:
     except Exception as error:  # noqa: BLE001 - any schema failure makes the file ungradable
         raise Unreadable(f"{path.name} is not a valid notebook ({str(error).splitlines()[0][:200]})") from None
     return nb, repairs
+
+
+def _really_inside(path: Path, folder: Path) -> bool:
+    if path.is_symlink() or folder.is_symlink():
+        return False
+    return path.resolve().is_relative_to(folder.resolve()) and folder.resolve() == folder.absolute()
 
 
 def _repair_cell_ids(data: dict) -> int:
@@ -83,14 +94,16 @@ def _answer_ids(nb) -> set[str]:
     }
 
 
-def _find_renamed(folder: Path, notebook_id: str, release: nbformat.NotebookNode, expected: set[Path]) -> Path | None:
+def _find_renamed(
+    folder: Path, student_dir: Path, notebook_id: str, release: nbformat.NotebookNode, expected: set[Path]
+) -> Path | None:
     """A notebook saved under another name still carries its answer cells' ids: find it by them."""
     wanted = _answer_ids(release)
     for candidate in sorted(folder.rglob("*.ipynb")) if folder.is_dir() else []:
         if candidate in expected or ".ipynb_checkpoints" in candidate.parts:
             continue
         try:
-            nb, _ = read_notebook(candidate)
+            nb, _ = read_notebook(candidate, student_dir)
         except (Unreadable, OSError):
             continue
         if wanted and wanted <= _answer_ids(nb):
@@ -106,7 +119,7 @@ def stage_student(course: Course, student_dir: Path, staging_root: Path) -> None
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     timestamp = assignment_dir / "timestamp.txt"  # written by `nbgrader collect`; late penalties read it
-    if timestamp.is_file() and timestamp.stat().st_size < 1024:
+    if timestamp.is_file() and _really_inside(timestamp, student_dir) and timestamp.stat().st_size < 1024:
         shutil.copyfile(timestamp, out_dir / "timestamp.txt")
     expected_paths = {assignment_dir / f"{notebook_id}.ipynb" for notebook_id in course.notebook_ids}
     for notebook_id in course.notebook_ids:
@@ -114,7 +127,7 @@ def stage_student(course: Course, student_dir: Path, staging_root: Path) -> None
         path = assignment_dir / f"{notebook_id}.ipynb"
         nb, kind, detail = None, None, None
         if not path.is_file():
-            renamed = _find_renamed(assignment_dir, notebook_id, release, expected_paths)
+            renamed = _find_renamed(assignment_dir, student_dir, notebook_id, release, expected_paths)
             if renamed is None:
                 kind, detail = "missing", f"no {path.name} in the submission"
             else:
@@ -122,7 +135,7 @@ def stage_student(course: Course, student_dir: Path, staging_root: Path) -> None
                 kind, detail = "invalid", f"graded from {renamed.relative_to(student_dir)}, which should be {notebook_id}.ipynb"
         if path.is_file():
             try:
-                nb, repairs = read_notebook(path)
+                nb, repairs = read_notebook(path, student_dir)
                 if repairs and kind is None:
                     kind, detail = "invalid", "; ".join(repairs)
             except (Unreadable, OSError) as error:

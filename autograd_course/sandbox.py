@@ -8,6 +8,7 @@ namespace (nothing started inside survives it), no network, and no capabilities.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import select
 import shutil
@@ -143,8 +144,6 @@ class Runner:
     def _receive(self, deadline: float) -> dict:
         header = self._read_exact(4, deadline)
         length = int.from_bytes(header, "big")
-        import json
-
         return json.loads(self._read_exact(length, deadline).decode("utf-8"))
 
     def _read_exact(self, size: int, deadline: float) -> bytes:

@@ -161,11 +161,17 @@ def hostile_class(module_course, tmp_path_factory):
         "missing_notebook": full(course, q9_gradient_accumulation=None),
         "renamed_notebook": full(course, q9_gradient_accumulation=None),
         "extra_files": full(course),
+        "links_to_source": full(course, q6_basic_gradients=None),
+        "links_a_folder": full(course, q6_basic_gradients=None),
     }
     for student, notebooks in students.items():
         submit(course, student, notebooks)
     (root / "submitted" / "empty_folder").mkdir(parents=True)
     nbformat.write(solved(course, q9), root / "submitted" / "renamed_notebook" / "autograd_basics" / "Q9 (copy).ipynb")
+    # Symbolic links to the instructor's notebooks (solutions inside) must not be graded.
+    source_q6 = root / "source" / "autograd_basics" / f"{q6}.ipynb"
+    (root / "submitted" / "links_to_source" / "autograd_basics" / f"{q6}.ipynb").symlink_to(source_q6)
+    (root / "submitted" / "links_a_folder" / "autograd_basics" / "mine").symlink_to(source_q6.parent)
     extra = root / "submitted" / "extra_files" / "autograd_basics"
     (extra / "torch.py").write_text("raise SystemExit('shadowed torch')\n")
     (extra / "gradebook.db").write_bytes(b"not a database")
@@ -313,6 +319,8 @@ def test_processes_cannot_be_started(graded):
         ("empty_folder", "missing:q6_basic_gradients;missing:q7_weights;missing:q8_breaking_the_graph;"
                          "missing:q9_gradient_accumulation", "0"),
         ("extra_files", "ok", "40"),
+        ("links_to_source", "invalid:q6_basic_gradients", "30"),
+        ("links_a_folder", "missing:q6_basic_gradients", "30"),
     ],
 )
 def test_each_case_scores_its_intact_parts_and_names_what_happened(graded, student, status, score):
