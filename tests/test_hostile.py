@@ -179,9 +179,11 @@ def hostile_class(module_course, tmp_path_factory):
 
     before = {name: tree_digest(root / name) for name in ("source", "release", "submitted")}
     started = time.monotonic()
+    # Every process of this run (workers, bubblewrap) inherits this variable: none may be left afterwards.
+    run_id = f"hostile-run-{os.getpid()}-{time.time_ns()}"
     result = subprocess.run(
         [str(Path(sys.executable).parent / "autograd-course"), "grade", "--jobs", "2", "--timeout", str(CELL_TIMEOUT)],
-        cwd=root, capture_output=True, text=True, timeout=600,
+        cwd=root, capture_output=True, text=True, timeout=600, env=dict(os.environ, AUTOGRAD_COURSE_TEST_RUN=run_id),
     )
     seconds = time.monotonic() - started
     listener.close()
@@ -189,7 +191,7 @@ def hostile_class(module_course, tmp_path_factory):
         rows = {row["student_id"]: row for row in csv.DictReader(handle)}
     return {
         "course": course, "rows": rows, "result": result, "seconds": seconds, "before": before,
-        "outside": outside, "listener": listener, "students": set(students) | {"empty_folder"},
+        "outside": outside, "listener": listener, "students": set(students) | {"empty_folder"}, "run_id": run_id,
     }
 
 
@@ -281,10 +283,22 @@ def test_gradebook_survives_a_student_who_attacks_it(graded):
     assert graded["rows"]["honest_full"]["score"] == "40"
 
 
+def _processes_with(text: bytes) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "environ").read_bytes() or text in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
 def test_no_process_outlives_grading(graded):
-    leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert MARKER not in leftovers
-    assert "autograd_course.runner" not in leftovers
+    # The sandboxed runners cannot outlive the bubblewrap processes that carry the run's variable.
+    assert _processes_with(graded["run_id"].encode()) == []
+    assert _processes_with(MARKER.encode()) == []
 
 
 def test_processes_cannot_be_started(graded):
