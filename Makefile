@@ -26,9 +26,10 @@ $(BIN)/autograd-course: pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-# bubblewrap is the grader's sandbox.
+# bubblewrap is the grader's sandbox; Debian's python3 needs python3-venv to make the environment.
 system-deps:
 	@command -v bwrap >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
 
 # Debian's Chromium for the browser test (Playwright cannot download its own browser here).
 system-deps-test:
