@@ -18,19 +18,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from jupyter_helpers import Server, isolated_env, running_server, tail
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RELEASE_DIR = REPO_ROOT / "release" / "autograd_basics"
@@ -58,25 +53,17 @@ CORRECT_ANSWER = 'x = torch.tensor([2.0], requires_grad=True)\ny = x**2 + 3 * x\
 WRONG_ANSWER = 'x = torch.tensor([2.0])\ny = x**2 + 3 * x\nprint("x.grad =", x.grad)'
 HINT = "did you create x with requires_grad=True?"
 
-SERVER_START_TIMEOUT = 60  # seconds
 KERNEL_TIMEOUT = 45  # first kernel start plus `import torch`
 UI_TIMEOUT_MS = 30_000
+# No browser, news or update checks of JupyterLab's own.
+LAB_ARGS = [
+    "--ServerApp.open_browser=False",
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+]
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -84,30 +71,17 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
-class LabServer:
-    """A JupyterLab server started by this test; every request carries its token."""
-
-    def __init__(self, process: subprocess.Popen, url: str, token: str, log: Path):
-        self.process = process
-        self.url = url.rstrip("/")
-        self.token = token
-        self.log = log
-
-    def api(self, path: str) -> object:
-        request = urllib.request.Request(
-            f"{self.url}{path}", headers={"Authorization": f"token {self.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
+class LabServer(Server):
+    """JupyterLab, with what the test needs to know of its notebooks' kernels."""
 
     def lab_url(self, notebook_path: str) -> str:
         return f"{self.url}/lab/tree/{urllib.parse.quote(notebook_path)}?token={self.token}"
 
     def kernel_state(self, notebook_path: str) -> str | None:
         """The execution state of the kernel of the session on ``notebook_path``, or None without one."""
-        for session in self.api("/api/sessions"):
+        for session in self.request("GET", "/api/sessions"):
             if session.get("path") == notebook_path and session.get("kernel"):
-                kernel = self.api(f"/api/kernels/{session['kernel']['id']}")
+                kernel = self.request("GET", f"/api/kernels/{session['kernel']['id']}")
                 return kernel.get("execution_state")
         return None
 
@@ -129,37 +103,8 @@ class LabServer:
             time.sleep(0.2)
         raise AssertionError(
             f"the kernel of {notebook_path} was not idle after {timeout} s (last state: {state})\n"
-            f"server log:\n{_tail(self.log)}"
+            f"server log:\n{tail(self.log)}"
         )
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise AssertionError(
-                f"JupyterLab exited with code {self.process.returncode}\nserver log:\n{_tail(self.log)}"
-            )
-
-
-def _stop_process_group(process: subprocess.Popen) -> None:
-    """Stop the server we started and its kernels (its own process group), gently first."""
-    if process.poll() is not None:
-        return
-    try:
-        pgid = os.getpgid(process.pid)
-    except ProcessLookupError:
-        return
-    os.killpg(pgid, signal.SIGTERM)  # jupyter server shuts its kernels down on SIGTERM
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(pgid, signal.SIGKILL)  # whatever is left of our group (kernels that did not stop)
-    except ProcessLookupError:
-        pass
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 # --- fixtures --------------------------------------------------------------------------------------
@@ -204,12 +149,9 @@ def student_workspace(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def lab_server(tmp_path_factory, student_workspace):
     """JupyterLab on the student workspace, with its own HOME and Jupyter directories."""
-    home = tmp_path_factory.mktemp("jupyter-home")
-    config_dir, data_dir, runtime_dir = home / "config", home / "data", home / "runtime"
-    for directory in (config_dir, data_dir, runtime_dir):
-        directory.mkdir()
+    env = isolated_env(tmp_path_factory.mktemp("jupyter-home"))
     # No news, update checks or toasts in the way; all cells in the DOM (no windowing).
-    settings = config_dir / "lab" / "user-settings" / "@jupyterlab"
+    settings = Path(env["JUPYTER_CONFIG_DIR"]) / "lab" / "user-settings" / "@jupyterlab"
     _write_json(
         settings / "apputils-extension" / "notification.jupyterlab-settings",
         {"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True},
@@ -218,79 +160,8 @@ def lab_server(tmp_path_factory, student_workspace):
         settings / "notebook-extension" / "tracker.jupyterlab-settings",
         {"windowingMode": "none"},
     )
-
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("JUPYTER", "JPY_", "IPYTHON"))
-    }
-    env.update(
-        HOME=str(home),
-        JUPYTER_CONFIG_DIR=str(config_dir),
-        JUPYTER_DATA_DIR=str(data_dir),
-        JUPYTER_RUNTIME_DIR=str(runtime_dir),
-        IPYTHONDIR=str(home / "ipython"),
-        PYTHONUNBUFFERED="1",
-    )
-    token = secrets.token_hex(16)
-    command = [
-        sys.executable, "-m", "jupyter", "lab",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={_free_port()}",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={student_workspace}",
-        "--ServerApp.open_browser=False",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
-    ]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    log = home / "jupyterlab.log"
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=student_workspace,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so that teardown reaches the kernels too
-        )
-    try:
-        # The server may move to another port if ours was taken meanwhile: read the one it announces.
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        url = None
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                break
-            info = runtime_dir / f"jpserver-{process.pid}.json"
-            if url is None and info.exists():
-                try:
-                    url = json.loads(info.read_text())["url"]
-                except (ValueError, KeyError):
-                    url = None  # being written
-            if url is not None:
-                server = LabServer(process, url, token, log)
-                try:
-                    status = server.api("/api/status")
-                    if "started" in status:
-                        break
-                except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
-                    pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError(
-                f"JupyterLab did not answer /api/status within {SERVER_START_TIMEOUT} s\n"
-                f"server log:\n{_tail(log)}"
-            )
-        if url is None or process.poll() is not None:
-            raise AssertionError(
-                f"JupyterLab did not start (exit code {process.poll()})\nserver log:\n{_tail(log)}"
-            )
+    with running_server("lab", student_workspace, env, extra_args=LAB_ARGS, server_class=LabServer) as server:
         yield server
-    finally:
-        _stop_process_group(process)
 
 
 @pytest.fixture

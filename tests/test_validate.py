@@ -20,25 +20,20 @@ import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-COURSE_FILES = ("grader_config.py", "nbgrader_config.py", "source", "release")
+from autograd_course.catalog import solved
+from jupyter_helpers import Server, isolated_env, running_server, tail
+
 ASSIGNMENT = "autograd_basics"
-NOTEBOOK = "q6_basic_gradients.ipynb"
+NOTEBOOK_ID = "q6_basic_gradients"
+NOTEBOOK = f"{NOTEBOOK_ID}.ipynb"
 ANSWER_ID = "q6-gradient-answer"
 CHECK_ID = "q6_gradient"
 HINT = "x.requires_grad is False: did you create x with requires_grad=True?"
@@ -50,7 +45,6 @@ SUCCESS = "Success! Your notebook passes all the tests."
 NO_CONFIG_WARNING = "No nbgrader_config.py file found"
 
 VALIDATE_TIMEOUT = 180  # seconds, for one validation run in a subprocess or over HTTP
-SERVER_START_TIMEOUT = 60
 
 
 # --- the course copy and the notebooks ------------------------------------------------------------
@@ -64,46 +58,6 @@ def _cell(notebook, grade_id: str):
     matches = [cell for cell in notebook.cells if _grade_id(cell) == grade_id]
     assert len(matches) == 1, f"expected one cell with grade_id {grade_id!r}, found {len(matches)}"
     return matches[0]
-
-
-def _solution_lines(source_cell) -> list[str]:
-    lines = source_cell.source.splitlines()
-    stripped = [line.strip() for line in lines]
-    assert BEGIN in stripped and END in stripped, f"no solution markers in {_grade_id(source_cell)}"
-    return lines[stripped.index(BEGIN) + 1 : stripped.index(END)]
-
-
-def _fill_in(release_cell, solution: list[str]) -> str:
-    """The release cell with its code stub replaced by the solution, as a student would type it."""
-    lines = release_cell.source.splitlines()
-    stripped = [line.strip() for line in lines]
-    for i in range(len(lines) - 1):
-        if stripped[i : i + 2] == STUB:
-            return "\n".join(lines[:i] + solution + lines[i + 2 :])
-    raise AssertionError(f"no code stub {STUB} in the release cell {_grade_id(release_cell)}:\n{release_cell.source}")
-
-
-def solved_notebook(course_root: Path):
-    """The release notebook of Question 6 with the instructor's solution in every answer cell."""
-    release = nbformat.read(course_root / "release" / ASSIGNMENT / NOTEBOOK, as_version=4)
-    source = nbformat.read(course_root / "source" / ASSIGNMENT / NOTEBOOK, as_version=4)
-    answer_cells = [cell for cell in release.cells if cell.metadata.get("nbgrader", {}).get("solution")]
-    assert answer_cells, "the release notebook has no answer cells"
-    for cell in answer_cells:
-        source_cell = _cell(source, _grade_id(cell))
-        if cell.cell_type != "code":
-            continue
-        cell.source = _fill_in(cell, _solution_lines(source_cell))
-        # Filling the stub in must give back the instructor's cell without its markers.
-        unmarked = [line for line in source_cell.source.splitlines() if line.strip() not in (BEGIN, END)]
-        assert cell.source == "\n".join(unmarked), f"filling in {_grade_id(cell)} did not give the solution"
-    return release
-
-
-def wrong_notebook(course_root: Path):
-    notebook = solved_notebook(course_root)
-    _cell(notebook, ANSWER_ID).source = WRONG_ANSWER
-    return notebook
 
 
 def probe_notebook():
@@ -133,45 +87,61 @@ def course_setting(course_root: Path, line: str):
 
 @pytest.fixture(scope="module")
 def jupyter_env(tmp_path_factory) -> dict[str, str]:
-    """HOME and Jupyter directories of our own, so that no user or machine configuration leaks in."""
-    home = tmp_path_factory.mktemp("validate-home")
-    env = {
-        "HOME": str(home),
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "IPYTHONDIR": str(home / "ipython"),
-    }
-    for key in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR"):
-        Path(env[key]).mkdir()
+    """HOME and Jupyter directories of our own, so that no user or machine configuration leaks in: for the
+    validations run in this process as well as for the commands and the server it starts."""
+    env = isolated_env(tmp_path_factory.mktemp("validate-home"))
     with pytest.MonkeyPatch.context() as patch:
-        for key in list(os.environ):
-            if key.startswith(("JUPYTER", "JPY_")) and key not in env:
-                patch.delenv(key)
+        for key in set(os.environ) - set(env):
+            patch.delenv(key)
         for key, value in env.items():
             patch.setenv(key, value)
         yield dict(os.environ)
 
 
 @pytest.fixture(scope="module")
-def course_root(tmp_path_factory, jupyter_env) -> Path:
+def course_root(module_course, jupyter_env) -> Path:
     """A copy of the course root with a correct, a wrong and a probe notebook of a student's in it."""
-    root = tmp_path_factory.mktemp("course") / "course"
-    root.mkdir()
-    for name in COURSE_FILES:
-        if (REPO_ROOT / name).is_dir():
-            shutil.copytree(REPO_ROOT / name, root / name)
-        else:
-            shutil.copy2(REPO_ROOT / name, root / name)
-    for folder, notebook in (
-        ("correct", solved_notebook(root)),
-        ("wrong", wrong_notebook(root)),
-    ):
+    root = module_course.root
+    # The instructor's solution; in the wrong one, requires_grad=True is forgotten in the first answer cell.
+    correct = solved(module_course, NOTEBOOK_ID)
+    wrong = solved(module_course, NOTEBOOK_ID, {ANSWER_ID: WRONG_ANSWER})
+    assert _cell(wrong, ANSWER_ID).source == WRONG_ANSWER
+    for folder, notebook in (("correct", correct), ("wrong", wrong)):
         (root / folder / ASSIGNMENT).mkdir(parents=True)
         nbformat.write(notebook, root / folder / ASSIGNMENT / NOTEBOOK)
     (root / "probe").mkdir()
     nbformat.write(probe_notebook(), root / "probe" / "slow.ipynb")
     return root
+
+
+def test_solved_notebook_is_the_release_with_the_solution_typed_in(module_course):
+    """The correct notebook (catalog.solved) is what a student gets by typing the instructor's solution over the
+    code stub of every answer cell of the release."""
+    release = nbformat.read(module_course.release_dir / NOTEBOOK, as_version=4)
+    source = nbformat.read(module_course.source_dir / NOTEBOOK, as_version=4)
+    correct = solved(module_course, NOTEBOOK_ID)
+    answer_cells = [cell for cell in release.cells if cell.metadata.get("nbgrader", {}).get("solution")]
+    assert answer_cells, "the release notebook has no answer cells"
+    for cell in answer_cells:
+        grade_id = _grade_id(cell)
+        source_cell = _cell(source, grade_id)
+        if cell.cell_type != "code":
+            continue
+        marked = source_cell.source.splitlines()
+        stripped = [line.strip() for line in marked]
+        assert BEGIN in stripped and END in stripped, f"no solution markers in {grade_id}"
+        solution = marked[stripped.index(BEGIN) + 1 : stripped.index(END)]
+        lines = cell.source.splitlines()
+        stubs = [i for i in range(len(lines) - 1) if [line.strip() for line in lines[i : i + 2]] == STUB]
+        assert stubs, f"no code stub {STUB} in the release cell {grade_id}:\n{cell.source}"
+        typed_in = lines[: stubs[0]] + solution + lines[stubs[0] + 2 :]
+        # Filling the stub in must give back the instructor's cell without its markers ...
+        unmarked = [line for line in marked if line.strip() not in (BEGIN, END)]
+        assert typed_in == unmarked, f"filling in {grade_id} did not give the solution"
+        # ... and that is the answer the correct notebook holds.
+        assert _cell(correct, grade_id).source.splitlines() == typed_in, (
+            f"catalog.solved's {grade_id} is not the solution typed in"
+        )
 
 
 def _notebook(kind: str) -> str:
@@ -309,98 +279,20 @@ def test_cli_uses_course_timeout(course_root, jupyter_env):
 # --- the Validate button's endpoint on a Jupyter server started in the course root ---------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-class Server:
-    def __init__(self, process: subprocess.Popen, url: str, token: str, log: Path):
-        self.process, self.url, self.token, self.log = process, url.rstrip("/"), token, log
-
-    def request(self, method: str, path: str, params: dict[str, str] | None = None, timeout: float = 10):
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        request = urllib.request.Request(
-            f"{self.url}{path}{query}",
-            method=method,
-            data=b"" if method == "POST" else None,
-            headers={"Authorization": f"token {self.token}"},
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.load(response)
-
+class CourseServer(Server):
     def validate(self, notebook: str) -> dict:
         """What the Validate button does once the notebook is saved: POST its path, relative to the root."""
         try:
             return self.request("POST", "/assignments/validate", {"path": notebook}, timeout=VALIDATE_TIMEOUT)
         except urllib.error.HTTPError as error:
-            raise AssertionError(f"POST /assignments/validate: {error}\nserver log:\n{_tail(self.log)}") from None
+            raise AssertionError(f"POST /assignments/validate: {error}\nserver log:\n{tail(self.log)}") from None
 
 
 @pytest.fixture(scope="module")
-def course_server(course_root, jupyter_env, tmp_path_factory):
+def course_server(course_root, jupyter_env):
     """A Jupyter server started in the course root, as an instructor or student would start JupyterLab."""
-    token = secrets.token_hex(16)
-    runtime_dir = Path(jupyter_env["JUPYTER_RUNTIME_DIR"])
-    log = tmp_path_factory.mktemp("server-log") / "jupyter-server.log"
-    command = [
-        sys.executable, "-m", "jupyter", "server",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={_free_port()}",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={course_root}",
-    ]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=course_root,
-            env=jupyter_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so that teardown reaches its kernels too
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        server = None
-        while time.monotonic() < deadline and process.poll() is None:
-            info = runtime_dir / f"jpserver-{process.pid}.json"
-            if server is None and info.exists():
-                with contextlib.suppress(ValueError, KeyError):
-                    server = Server(process, json.loads(info.read_text())["url"], token, log)
-            if server is not None:
-                with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
-                    if "started" in server.request("GET", "/api/status"):
-                        break
-            time.sleep(0.2)
-        else:
-            raise AssertionError(
-                f"the Jupyter server did not start (exit code {process.poll()})\nserver log:\n{_tail(log)}"
-            )
+    with running_server("server", course_root, jupyter_env, server_class=CourseServer) as server:
         yield server
-    finally:
-        if process.poll() is None:
-            pgid = os.getpgid(process.pid)
-            os.killpg(pgid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=5)
 
 
 def test_validate_button_endpoint_is_served(course_server):
