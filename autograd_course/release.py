@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -13,22 +15,53 @@ def generate_release(course: Course, release_root: Path | None = None, gradebook
     """Run nbgrader's generate_assignment; return the release notebooks it wrote.
 
     ``release_root`` (relative to the course root) puts the notebooks somewhere other than release/, and
-    ``gradebook`` records the assignment in that database instead of the course's.
+    ``gradebook`` records the assignment in that database instead of the course's. nbgrader writes into a
+    staging folder first: the previous release is replaced only once the new one is complete.
     """
-    overrides: dict[str, object] = {}
-    if release_root is not None:
-        overrides["CourseDirectory.release_directory"] = str(release_root)
+    check_sources(course)
+    staging = Path(f".release-staging-{os.getpid()}")
+    overrides: dict[str, object] = {"CourseDirectory.release_directory": str(staging)}
     if gradebook is not None:
         overrides["CourseDirectory.db_url"] = f"sqlite:///{gradebook}"
-    api = course.nbgrader_api(overrides)
-    result = api.generate_assignment(course.assignment_id, force=True, create=True)
-    if not result["success"]:
-        raise CourseError(f"nbgrader generate_assignment failed:\n{result.get('error') or result.get('log')}")
-    out_dir = course.root / (release_root or "release") / course.assignment_id
-    written = sorted(out_dir.glob("*.ipynb"))
-    for path in written:
-        write_canonical(path, nbformat.read(path, as_version=4))
-    return written
+    try:
+        api = course.nbgrader_api(overrides)
+        result = api.generate_assignment(course.assignment_id, force=True, create=True)
+        if not result["success"]:
+            raise CourseError(f"nbgrader could not generate the release: {_first_error(result)}")
+        generated = course.root / staging / course.assignment_id
+        for path in sorted(generated.glob("*.ipynb")):
+            write_canonical(path, nbformat.read(path, as_version=4))
+        target = course.root / (release_root or "release") / course.assignment_id
+        _replace_folder(target, generated)
+    finally:
+        shutil.rmtree(course.root / staging, ignore_errors=True)
+    return sorted(target.glob("*.ipynb"))
+
+
+def check_sources(course: Course) -> None:
+    """Name the source notebook nbgrader would choke on, before it does."""
+    for path in course.source_dir.glob("*.ipynb"):
+        try:
+            nbformat.validate(nbformat.read(path, as_version=4))
+        except Exception as error:  # noqa: BLE001 - any reason the file is not a notebook
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CourseError(f"{path.relative_to(course.root)} is not a valid notebook: {first_line}") from None
+
+
+def _first_error(result: dict) -> str:
+    lines = (result.get("log") or "").splitlines() + (result.get("error") or "").splitlines()
+    errors = [line.split("ERROR]", 1)[1].strip() for line in lines if "ERROR]" in line]
+    return errors[0] if errors else (lines[-1].strip() if lines else "no detail")
+
+
+def _replace_folder(target: Path, new: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_canonical(path: Path, nb: nbformat.NotebookNode) -> None:

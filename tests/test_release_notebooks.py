@@ -13,8 +13,8 @@ and does not assume a GPU (and runs on one where there is one).
   few seconds. The untouched notebook also runs top to bottom (``allow_errors``), and its only errors are the
   ``NotImplementedError`` of the unanswered cells and the failed checks that follow from them.
 * The solved notebooks run once more in the same kernel without numpy, which neither torch nor Jupyter
-  installs (``pip install jupyterlab torch`` has none): every cell must still run without an error, and, so far
-  a known bug (marked xfail), without torch's "Failed to initialize NumPy" warning on stderr.
+  installs (``pip install jupyterlab torch`` has none): every cell must still run without an error, and
+  without torch's "Failed to initialize NumPy" warning on stderr (the setup cells filter it).
 
 About "nothing from this repository is importable": the course package is installed in the test environment
 in editable mode (``pip install -e .``), whose import hook would make ``autograd_course`` importable from any
@@ -434,13 +434,6 @@ def test_solved_notebook_runs_without_error_with_torch_but_no_numpy(solved_runs_
     assert run["cells"] <= CELLS_LIMIT and run["wall"] <= KERNEL_WALL_LIMIT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: with torch but no numpy (`pip install jupyterlab torch`), `import torch` in the first cell of "
-    "every release notebook writes torch's 'UserWarning: Failed to initialize NumPy: No module named 'numpy'' "
-    "to stderr (a red box in JupyterLab); the README says the notebooks 'need only torch'",
-)
 @pytest.mark.parametrize("notebook_id", NOTEBOOK_IDS)
 def test_solved_notebook_writes_nothing_to_stderr_with_torch_but_no_numpy(solved_runs_without_numpy, notebook_id):
     run = solved_runs_without_numpy[notebook_id]
