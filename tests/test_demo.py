@@ -74,7 +74,17 @@ def test_kept_folder_has_feedback_for_every_student(demo):
         assert sorted(path.name for path in folder.glob("*.html")) == [f"{nb}.html" for nb in NOTEBOOKS], student
 
 
-def test_kept_folder_has_the_report_page(demo):
+def test_kept_folder_has_the_full_report(demo):
     _, kept = demo
-    page = kept / "reports" / "index.html"
+    reports = kept / "reports"
+    page = reports / "index.html"
     assert page.is_file() and page.stat().st_size > 0
+    with open(reports / "scores.csv", newline="") as handle:
+        scores = list(csv.DictReader(handle))
+    assert len(scores) == 12 * 16  # every student, every graded part
+    with open(reports / "item_analysis.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 16
+    plots = sorted(reports.glob("*.png"))
+    assert len(plots) >= 2 and all(plot.read_bytes().startswith(b"\x89PNG") for plot in plots)
+    for plot in plots:
+        assert plot.name in page.read_text(encoding="utf-8")
