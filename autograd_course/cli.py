@@ -75,7 +75,11 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autograd-course", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="autograd-course",
+        description="PyTorch autograd exercises (Questions 6-9) with a sandboxed, parallel nbgrader grader. "
+        "Run the commands in the course root.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_root(sub):
