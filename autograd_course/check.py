@@ -155,15 +155,12 @@ def _copy_course(course: Course, destination: Path) -> Course:
 
 def _check_release_is_current(course: Course, scratch: Course) -> list[str]:
     """Generate the release in the scratch copy (which then grades with it) and compare it with release/."""
-    from .release import generate_release
+    from .release import generate_release, stale_files
 
-    problems = []
-    generated = {path.name: path.read_bytes() for path in generate_release(scratch)}
-    committed = {path.name: path.read_bytes() for path in sorted(course.release_dir.glob("*.ipynb"))}
-    for name in sorted(set(generated) | set(committed)):
-        if generated.get(name) != committed.get(name):
-            problems.append(f"release/{name} is not what `autograd-course release` generates from source/: run it")
-    return problems
+    return [
+        f"release/{name} is not what `autograd-course release` generates from source/: run it"
+        for name in stale_files(generate_release(scratch), course.release_dir)
+    ]
 
 
 def _check_grading(scratch: Course) -> list[str]:

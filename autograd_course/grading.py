@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import fcntl
-import filecmp
 import fnmatch
 import multiprocessing
 import os
@@ -87,17 +86,13 @@ def _exclusive_work_dir(course: Course):
 
 def prepare_gradebook(course: Course) -> None:
     """Load source/ into the gradebook (hidden tests included) and insist that release/ matches it."""
-    from .release import generate_release
+    from .release import generate_release, stale_files
 
     generated = generate_release(course, release_root=Path(WORK_DIR) / "release", gradebook=course.gradebook)
-    stale = [
-        path.name
-        for path in generated
-        if not (course.release_dir / path.name).is_file() or not filecmp.cmp(path, course.release_dir / path.name, False)
-    ]
-    if stale or len(generated) != len(list(course.release_dir.glob("*.ipynb"))):
+    stale = stale_files(generated, course.release_dir)
+    if stale:
         raise CourseError(
-            "release/ does not match source/ (" + (", ".join(stale) or "different notebooks") + "): "
+            f"release/ does not match source/ ({', '.join(stale)}): "
             "run `autograd-course release` and commit the result before grading"
         )
 

@@ -38,6 +38,13 @@ def generate_release(course: Course, release_root: Path | None = None, gradebook
     return sorted(target.glob("*.ipynb"))
 
 
+def stale_files(generated: list[Path], release_dir: Path) -> list[str]:
+    """Names of the notebooks in which a freshly generated release and ``release_dir`` differ (either side)."""
+    fresh = {path.name: path.read_bytes() for path in generated}
+    committed = {path.name: path.read_bytes() for path in release_dir.glob("*.ipynb")}
+    return sorted(name for name in set(fresh) | set(committed) if fresh.get(name) != committed.get(name))
+
+
 def check_sources(course: Course) -> None:
     """Name the source notebook nbgrader would choke on, before it does."""
     for path in course.source_dir.glob("*.ipynb"):
