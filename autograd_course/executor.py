@@ -1,4 +1,5 @@
-"""nbgrader's Execute step, replaced: notebooks run in the warm sandboxed runner instead of a Jupyter kernel.
+"""nbgrader's Execute step, replaced: a notebook's student code runs in a sandboxed kernel, and its checks run in
+the judge, a process where no student code ever runs (judge/).
 
 Configured in grader_config.py as the first of `Autograde.autograde_preprocessors`, so `autograd-course grade`
 and a plain `nbgrader autograde` in the course root both grade this way.
@@ -12,11 +13,11 @@ import nbformat
 from nbgrader import utils
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Integer
+from traitlets import Bool, Float, Integer
 
 from . import outcomes
-from .runner import GRACE_SECONDS
-from .sandbox import RunnerFailed, runner_for_this_process
+from .integrity import release_notebook_path
+from .judge.client import JudgeFailed, judge_for_this_process
 
 NOT_RUN = {
     "output_type": "error",
@@ -33,29 +34,41 @@ class SandboxedExecute(Execute):
         "for code you trust.",
     ).tag(config=True)
     memory_limit_mb = Integer(2048, help="Memory a notebook's code may allocate, in MiB.").tag(config=True)
-    output_limit = Integer(100_000, help="Characters of output kept per cell; the rest is dropped.").tag(config=True)
+    output_limit = Integer(
+        1_000_000,
+        help="Characters of output (streams, results, errors, tracebacks, warnings) kept per notebook; the rest is "
+        "cut and the notebook gets the status resource_limit.",
+    ).tag(config=True)
+    notebook_timeout = Float(
+        0.0,
+        help="Seconds a whole notebook may run. 0: the per-cell limit times the number of code cells in the "
+        "release notebook, however many cells the submission has.",
+    ).tag(config=True)
+    value_limit_mb = Integer(32, help="MiB of the student's objects one check may read.").tag(config=True)
 
     def preprocess(self, nb, resources):
         code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-        request = {
-            "cells": [{"source": cell.source, "test": _is_test(cell)} for cell in code_cells],
+        plan = {
+            "cells": [
+                {"index": index, "name": _cell_name(cell), "source": cell.source, "is_test": _is_test(cell)}
+                for index, cell in enumerate(code_cells)
+            ],
             "cell_timeout": float(self.timeout),
-            "memory_mb": self.memory_limit_mb,
+            "budget": self._budget(resources),
             "output_limit": self.output_limit,
+            "memory_mb": self.memory_limit_mb,
+            "value_limit": self.value_limit_mb * 2**20,
         }
-        # Enough for every cell to use its whole time once more after a restart, and then some.
-        budget = 60 + 2 * len(code_cells) * (self.timeout + GRACE_SECONDS)
         try:
             course_root = CourseDirectory(config=self.config).root
-            reply = runner_for_this_process(self.sandbox, [Path(course_root)]).run(request, budget)
-            if "error" in reply:
-                raise RunnerFailed(reply["error"])
-            results, events = reply["cells"], reply["events"]
-        except RunnerFailed as error:
-            self.log.error("Could not run %s: %s", resources.get("unique_key"), error)
-            results = [None] * len(code_cells)
+            verdict = judge_for_this_process(self.sandbox, [Path(course_root)]).judge(plan)
+            results, events = verdict["cells"], verdict["events"]
+        except JudgeFailed as error:
+            self.log.error("Could not grade %s: %s", resources.get("unique_key"), error)
+            results = {}
             events = [{"kind": "error", "cell": None, "detail": f"the grader could not run this notebook: {error}"}]
-        for cell, result in zip(code_cells, results):
+        for index, cell in enumerate(code_cells):
+            result = results.get(str(index))
             if result is None:
                 cell.outputs = [nbformat.from_dict(NOT_RUN)]
                 cell.execution_count = None
@@ -63,9 +76,21 @@ class SandboxedExecute(Execute):
                 cell.outputs = [nbformat.from_dict(output) for output in result["outputs"]]
                 cell.execution_count = result["execution_count"]
         for event in events:
-            where = _cell_name(code_cells[event["cell"]]) if event.get("cell") is not None else None
-            outcomes.add_event(nb, event["kind"], event["detail"], where)
+            where = code_cells[event["cell"]] if event.get("cell") is not None else None
+            outcomes.add_event(nb, event["kind"], event["detail"], _cell_name(where) if where is not None else None)
         return nb, resources
+
+    def _budget(self, resources) -> float:
+        """The whole notebook's time: set, or derived from the release so that added cells cannot stretch it."""
+        if self.notebook_timeout > 0:
+            return float(self.notebook_timeout)
+        info = resources.get("nbgrader", {})
+        try:
+            release = nbformat.read(release_notebook_path(self.config, info["assignment"], info["notebook"]), 4)
+            code_cells = sum(cell.cell_type == "code" for cell in release.cells)
+        except (KeyError, OSError, ValueError):
+            code_cells = 10
+        return float(self.timeout) * max(code_cells, 1)
 
 
 def _is_test(cell) -> bool:

@@ -101,7 +101,7 @@ def check_sandbox(course: Course) -> None:
     """Fail before any grading if the sandbox cannot start here."""
     import subprocess
 
-    from .sandbox import SandboxUnavailable, bwrap_command
+    from .sandbox.bwrap import SandboxUnavailable, bwrap_command
 
     command = bwrap_command(["/usr/bin/true"], [course.root])
     probe = subprocess.run(command, capture_output=True, text=True, timeout=30)

@@ -1,0 +1,106 @@
+"""The caller's side of the judge: start the warm judge (server.py) and hand it notebooks.
+
+The caller is whatever nbgrader runs in: an `autograd-course grade` worker, a plain `nbgrader autograde`, or the
+formgrader's server. It only sends plans and receives verdicts; it never forks or handles signals itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ..launch import python_command
+from ..sandbox.bwrap import SandboxUnavailable
+from ..sandbox.client import READY_TIMEOUT
+from ..wire import WireError, connected_pair
+from .notebook import GRACE_SECONDS
+from .server import JUDGE_MARGIN
+
+
+class JudgeFailed(Exception):
+    """The judge could not deliver a verdict for a notebook."""
+
+
+class JudgeService:
+    """One warm judge process (and through it one sandbox). Not thread-safe: each caller keeps its own."""
+
+    def __init__(self, sandboxed: bool, protected: list[Path] = ()) -> None:
+        self.sandboxed = sandboxed
+        self.protected = [str(Path(path).resolve()) for path in protected]
+        self.process: subprocess.Popen | None = None
+        self.channel = None
+        self.log = tempfile.TemporaryFile()
+
+    def start(self) -> None:
+        self.stop()
+        channel, theirs = connected_pair()
+        mode = "sandboxed" if self.sandboxed else "unsandboxed"
+        command = python_command("autograd_course.judge.server", [theirs.fileno(), mode, *self.protected])
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, pass_fds=[theirs.fileno()]
+            )
+        finally:
+            theirs.close()
+        self.channel = channel
+        try:
+            ready = channel.receive(time.monotonic() + 2 * READY_TIMEOUT)
+        except WireError as error:
+            self.stop()
+            raise SandboxUnavailable(f"the grader's judge did not start ({error}):\n{self.log_tail()}") from None
+        if "unavailable" in ready:
+            self.stop()
+            raise SandboxUnavailable(ready["unavailable"])
+
+    def judge(self, plan: dict) -> dict:
+        """The verdict on one notebook: each code cell's outputs, and the events."""
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+        deadline = time.monotonic() + plan["budget"] + len(plan["cells"]) * GRACE_SECONDS + 2 * JUDGE_MARGIN
+        try:
+            self.channel.send({"plan": plan}, deadline)
+            reply = self.channel.receive(deadline)
+        except WireError as error:
+            self.stop()
+            raise JudgeFailed(f"the judge stopped answering ({error})\n{self.log_tail()}") from None
+        if "unavailable" in reply:
+            raise SandboxUnavailable(reply["unavailable"])
+        if "verdict" not in reply:
+            raise JudgeFailed(str(reply.get("failed") or reply.get("sandbox_lost") or reply)[-2000:])
+        return reply["verdict"]
+
+    def log_tail(self, size: int = 4000) -> str:
+        self.log.seek(0, os.SEEK_END)
+        self.log.seek(max(self.log.tell() - size, 0))
+        return self.log.read().decode("utf-8", "replace")
+
+    def stop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+_services: dict[tuple, JudgeService] = {}
+
+
+def judge_for_this_process(sandboxed: bool, protected: list[Path] = ()) -> JudgeService:
+    """Each process that grades keeps one warm judge and reuses it for every notebook."""
+    key = (sandboxed, tuple(str(Path(path).resolve()) for path in protected))
+    if key not in _services:
+        _services[key] = JudgeService(sandboxed, protected)
+    return _services[key]
+
+
+@atexit.register
+def stop_all() -> None:
+    for service in _services.values():
+        service.stop()

@@ -1,0 +1,479 @@
+"""The judge's side of what crosses from a student's kernel: plain data becomes real objects here, and what a
+check passes to student code goes back as data. The kernel's side, and the format, are in sandbox/snapshot.py.
+
+A check sees the student's objects as faithful copies made in the judge's own process:
+
+- numbers, strings, lists, tuples, dicts, sets, bytes: themselves;
+- tensors: real ``torch.Tensor`` (or ``nn.Parameter``) objects with the student's bytes, dtype, shape and strides,
+  ``requires_grad`` and ``.grad``, sharing storage exactly where the student's tensors share it (so
+  ``data_ptr()`` comparisons hold). A tensor with a ``grad_fn`` is the output of a stand-in graph node
+  (named after the student's, e.g. ``AddBackward``) whose inputs are the leaves the student's graph reaches; when
+  a check differentiates through it, the node asks the kernel for the gradients of the student's real graph, so
+  an already-consumed graph raises the same error it would in Jupyter;
+- exceptions: instances of the same builtin class (or a subclass of the same name), with the student's message and
+  a traceback naming the same files, lines and functions;
+- the student's functions and classes: callables that run in the kernel, on arguments passed as data;
+- anything else: an object whose repr is the student's and whose attributes are read from the kernel.
+
+Every comparison a check makes happens here, on these copies: a kernel can report any value (that is the student
+writing the value by hand), but it cannot make a wrong value compare equal, and it never sees the check.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import ctypes
+import re
+import sys
+import time
+import types
+
+import torch
+
+MAX_DEPTH = 64
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,80}\Z")
+
+
+class MalformedValues(Exception):
+    """The kernel sent values that do not describe any object."""
+
+
+class CheckOutOfTime(BaseException):
+    """The check's time ran out while student code ran for it. A BaseException, like KeyboardInterrupt: a
+    check's `except Exception` must not swallow it."""
+
+
+class CheckTooLarge(BaseException):
+    """The student's objects a check reads are larger than the judge will copy."""
+
+
+class Remote:
+    """The judge's line to one kernel while one check runs: every question has the check's deadline, and what
+    the kernel's watch reports along the way is kept (a check during which anything was tampered with fails)."""
+
+    def __init__(self, kernel, deadline: float, budget: int, grace: float) -> None:
+        self.kernel, self.deadline, self.budget, self.grace = kernel, deadline, budget, grace
+        self.events: list[dict] = []
+
+    def ask(self, op: str, **fields) -> dict:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise CheckOutOfTime()
+        # The kernel's own alarm fires at the deadline, so that a slow student function usually ends with a clean
+        # answer; if it does not answer within the grace period, the kernel is killed.
+        fields.setdefault("timeout", remaining)
+        reply = self.kernel.request(op, self.deadline + self.grace, budget=self.budget, **fields)
+        self.events.extend(event for event in reply.get("events", []) if type(event) is dict)
+        if reply.get("timeout"):
+            raise CheckOutOfTime()
+        if reply.get("too_large"):
+            raise CheckTooLarge()
+        if "error" in reply:
+            raise MalformedValues(f"the kernel could not answer: {str(reply['error'])[:300]}")
+        return reply
+
+
+class Mirror:
+    """Copies of one kernel's objects, for one check. The same kernel object is always the same copy."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.remote = remote
+        self.by_handle: dict[int, object] = {}
+        self.handles: dict[int, tuple[object, int]] = {}  # id(copy) -> (copy, the kernel's handle)
+
+    # ---------------------------------------------------------------------------------- questions
+    def fetch(self, names: list[str]) -> dict:
+        reply = self.remote.ask("fetch", names=names)
+        values = self.rebuild(reply.get("values"))
+        if type(values) is not dict or not all(type(name) is str for name in values):
+            raise MalformedValues("the kernel's names are not a dictionary of names")
+        return values
+
+    def answer(self, reply: dict):
+        """The result of a call, attribute read or gradient: returned, or raised as the student's exception."""
+        if "raised" in reply:
+            error = self.rebuild(reply["raised"])
+            if not isinstance(error, Exception):
+                raise MalformedValues("the kernel raised something that is not an exception")
+            raise error
+        return self.rebuild(reply.get("result"))
+
+    def call(self, handle: int, args: tuple, kwargs: dict):
+        message = Outgoing(self).message([list(args), dict(kwargs)])
+        return self.answer(self.remote.ask("call", target=handle, args=message, grad_enabled=torch.is_grad_enabled()))
+
+    def getattr(self, handle: int, name: str):
+        return self.answer(self.remote.ask("getattr", target=handle, name=name))
+
+    def gradients(self, handle: int, leaves: list[int], grad_output) -> list:
+        message = Outgoing(self).message(grad_output)
+        result = self.answer(self.remote.ask("vjp", target=handle, leaves=leaves, grad_output=message))
+        if type(result) is not list or len(result) != len(leaves):
+            raise MalformedValues("the kernel's gradients do not match the graph's leaves")
+        return result
+
+    # ------------------------------------------------------------------------------------ rebuild
+    def rebuild(self, message):
+        try:
+            objects = message["objects"]
+            if type(objects) is not list:
+                raise TypeError("objects is not a list")
+            builder = _Builder(self, objects)
+            root = builder.value(message["root"], 0)
+            builder.finish()
+            return root
+        except (MalformedValues, CheckOutOfTime, CheckTooLarge):
+            raise
+        except (LookupError, TypeError, ValueError, RuntimeError, RecursionError, OverflowError) as error:
+            raise MalformedValues(f"the kernel sent values the grader cannot read ({type(error).__name__}: {error})"[:400]) from None
+
+    def remember(self, copy, handle) -> None:
+        if type(handle) is int:
+            self.by_handle[handle] = copy
+            self.handles[id(copy)] = (copy, handle)
+
+    def handle_of(self, copy) -> int | None:
+        known = self.handles.get(id(copy))
+        return known[1] if known is not None and known[0] is copy else None
+
+
+class _Builder:
+    def __init__(self, mirror: Mirror, objects: list) -> None:
+        self.mirror, self.objects = mirror, objects
+        self.built: dict[int, object] = {}
+        self.pending_grads: list[tuple[torch.Tensor, object]] = []
+
+    def finish(self) -> None:
+        while self.pending_grads:
+            tensor, value = self.pending_grads.pop()
+            grad = self.value(value, 0)
+            if grad is not None:
+                if not isinstance(grad, torch.Tensor):
+                    raise TypeError("a .grad that is not a tensor")
+                tensor.grad = grad
+
+    def value(self, value, depth: int):
+        if value is None or type(value) in (bool, int, float, str):
+            return value
+        if type(value) is not dict or type(value.get("$")) is not int or depth > MAX_DEPTH:
+            raise TypeError("not a value")
+        index = value["$"]
+        if index in self.built:
+            return self.built[index]
+        entry = self.objects[index]
+        handle = entry.get("h")
+        if type(handle) is int and handle in self.mirror.by_handle:
+            self.built[index] = self.mirror.by_handle[handle]
+            return self.built[index]
+        built = self._build(index, entry, depth + 1)
+        self.built[index] = built
+        self.mirror.remember(built, handle)
+        return built
+
+    def _build(self, index: int, entry: dict, depth: int):
+        kind = entry["k"]
+        if kind in ("list", "dict", "set"):
+            shell = {"list": list, "dict": dict, "set": set}[kind]()
+            self.built[index] = shell
+            self.mirror.remember(shell, entry.get("h"))
+            if kind == "list":
+                shell.extend(self.value(item, depth) for item in entry["items"])
+            elif kind == "dict":
+                for key, item in entry["items"]:
+                    shell[self.value(key, depth)] = self.value(item, depth)
+            else:
+                shell.update(self.value(item, depth) for item in entry["items"])
+            return shell
+        if kind == "tuple":
+            return tuple(self.value(item, depth) for item in entry["items"])
+        if kind == "frozenset":
+            return frozenset(self.value(item, depth) for item in entry["items"])
+        if kind == "bytes":
+            return base64.b64decode(entry["b64"], validate=True)
+        if kind == "complex":
+            return complex(float(entry["re"]), float(entry["im"]))
+        if kind == "range":
+            return range(int(entry["start"]), int(entry["stop"]), int(entry["step"]))
+        if kind == "size":
+            return torch.Size([int(n) for n in entry["items"]])
+        if kind == "dtype":
+            return _dtype(entry["name"])
+        if kind == "device":
+            return torch.device(str(entry["name"]))
+        if kind == "storage":
+            data = bytearray(base64.b64decode(entry["b64"], validate=True))
+            return torch.frombuffer(data, dtype=torch.uint8).untyped_storage() if data else torch.UntypedStorage(0)
+        if kind == "tensor":
+            return self._tensor(index, entry, depth)
+        if kind == "ndarray":
+            return _ndarray(entry)
+        if kind == "exception":
+            return self._exception(entry, depth)
+        if kind == "callable":
+            return StudentFunction(self.mirror, entry["h"], str(entry["name"])[:200])
+        if kind == "module":
+            return sys.modules.get(str(entry["name"])) or StudentObject(self.mirror, None, "module", f"<module {entry['name']!r}>")
+        if kind == "object":
+            return StudentObject(self.mirror, entry.get("h"), str(entry["type"])[:200], str(entry["repr"])[:1000])
+        raise TypeError(f"unknown kind {kind!r}")
+
+    def _tensor(self, index: int, entry: dict, depth: int) -> torch.Tensor:
+        storage = self.value(entry["storage"], depth)
+        if not isinstance(storage, torch.UntypedStorage):
+            raise TypeError("a tensor without a storage")
+        dtype = _dtype(entry["dtype"])
+        shape, stride, offset = [int(n) for n in entry["shape"]], [int(n) for n in entry["stride"]], int(entry["offset"])
+
+        def view() -> torch.Tensor:
+            return torch.empty(0, dtype=dtype).set_(storage, offset, shape, stride)
+
+        node = entry["node"]
+        with torch.enable_grad():
+            if node is None:
+                tensor = view()
+                if entry.get("cls") == "Parameter":
+                    tensor = torch.nn.Parameter(tensor, requires_grad=bool(entry["requires_grad"]))
+                elif entry["requires_grad"]:
+                    tensor.requires_grad_(True)
+            else:
+                leaves = [self.value(leaf, depth) for leaf in node["leaves"]]
+                leaves = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor) and leaf.requires_grad]
+                handles = [self.mirror.handle_of(leaf) for leaf in leaves]
+                if not leaves or None in handles:
+                    leaves, handles = [torch.zeros((), requires_grad=True)], []
+                link = _GraphLink(self.mirror, entry.get("h"), handles, view)
+                tensor = _node_function(str(node["name"])).apply(link, *leaves)
+                if entry.get("retains_grad"):
+                    tensor.retain_grad()
+        self.built[index] = tensor
+        self.mirror.remember(tensor, entry.get("h"))
+        if entry.get("grad") is not None:
+            self.pending_grads.append((tensor, entry["grad"]))
+        return tensor
+
+    def _exception(self, entry: dict, depth: int) -> Exception:
+        base = Exception
+        for name in entry["bases"]:
+            candidate = getattr(builtins, str(name), None)
+            if isinstance(candidate, type) and issubclass(candidate, Exception):
+                base = candidate
+                break
+        name = str(entry["name"])
+        message = str(entry["message"])
+        args = tuple(self.value(arg, depth) for arg in entry["args"])
+        if entry.get("module") == "builtins" and name == base.__name__:
+            cls = base
+        else:
+            cls = _exception_class(name if _IDENTIFIER.match(name) else base.__name__, base)
+        try:
+            error = cls(*args)
+        except Exception:  # noqa: BLE001 - a constructor that wants other arguments (UnicodeDecodeError...)
+            error = cls.__new__(cls)
+            error.args = args
+        if cls is not base:
+            error._student_message = message
+        return error.with_traceback(_traceback(entry["traceback"]))
+
+
+class _GraphLink:
+    """How a copied non-leaf tensor reaches the student's real graph in the kernel."""
+
+    def __init__(self, mirror: Mirror, handle, leaf_handles: list[int], view) -> None:
+        self.mirror, self.handle, self.leaf_handles, self.view = mirror, handle, leaf_handles, view
+
+    def gradients(self, grad_output) -> tuple:
+        if type(self.handle) is not int or not self.leaf_handles:
+            raise RuntimeError("this tensor's graph cannot be reached in the student's process")
+        return tuple(self.mirror.gradients(self.handle, self.leaf_handles, grad_output))
+
+
+_node_functions: dict[str, type] = {}
+
+
+def _node_function(student_name: str) -> type:
+    """An autograd Function that stands for one of the student's graph nodes, named like it: a copy of
+    ``y = x * 3`` has ``grad_fn`` ``MulBackward``."""
+    name = re.sub(r"Backward\d*$", "", student_name)
+    name = name if _IDENTIFIER.match(name) else "Student"
+    if name not in _node_functions:
+
+        def forward(ctx, link, *leaves):
+            ctx.link = link
+            return link.view()
+
+        def backward(ctx, grad_output):
+            return (None, *ctx.link.gradients(grad_output))
+
+        _node_functions[name] = type(name, (torch.autograd.Function,), {
+            "forward": staticmethod(forward), "backward": staticmethod(backward),
+            "__module__": "student",
+        })
+    return _node_functions[name]
+
+
+_exception_classes: dict[tuple[str, type], type] = {}
+
+
+def _exception_class(name: str, base: type) -> type:
+    key = (name, base)
+    if key not in _exception_classes:
+
+        def __str__(self):
+            return getattr(self, "_student_message", base.__str__(self))
+
+        _exception_classes[key] = type(name, (base,), {"__str__": __str__, "__module__": "student"})
+    return _exception_classes[key]
+
+
+def _traceback(frames: list) -> types.TracebackType | None:
+    """A real traceback naming the student's frames (file, line, function), so that a check can inspect where an
+    error was raised exactly as it would in Jupyter."""
+    tb = None
+    for filename, line, function in reversed(frames[-32:]):
+        tb = types.TracebackType(tb, _frame_named(str(filename)[:500], str(function)[:200]), 0, max(int(line), 1))
+    return tb
+
+
+def _frame_named(filename: str, function: str) -> types.FrameType:
+    try:
+        code = compile("import sys\nframe = sys._getframe()", filename, "exec").replace(co_name=function)
+    except (ValueError, TypeError):
+        code = compile("import sys\nframe = sys._getframe()", "<unknown>", "exec")
+    scope: dict = {}
+    exec(code, scope)
+    return scope["frame"]
+
+
+def _dtype(name) -> torch.dtype:
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"no dtype {name!r}")
+    return dtype
+
+
+def _ndarray(entry: dict):
+    import numpy
+
+    dtype = numpy.dtype(str(entry["dtype"]))
+    if dtype.kind not in "biufc":
+        raise ValueError("not a numeric array")
+    shape = [int(n) for n in entry["shape"]]
+    return numpy.frombuffer(base64.b64decode(entry["b64"], validate=True), dtype=dtype).reshape(shape).copy()
+
+
+class StudentFunction:
+    """A function, class or other callable of the student's: calling it runs it in the kernel."""
+
+    def __init__(self, mirror: Mirror, handle: int, name: str) -> None:
+        self._mirror, self._handle = mirror, handle
+        self.__name__ = self.__qualname__ = name.rsplit(".", 1)[-1]
+
+    def __call__(self, *args, **kwargs):
+        return self._mirror.call(self._handle, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<student function {self.__qualname__}>"
+
+
+class StudentObject:
+    """Any other object of the student's: its repr as the student's code gives it, its attributes read from the
+    kernel one at a time."""
+
+    def __init__(self, mirror: Mirror, handle, type_name: str, text: str) -> None:
+        self._mirror, self._handle, self._type_name, self._text = mirror, handle, type_name, text
+
+    def __getattr__(self, name: str):
+        # Protocols (__torch_function__, __array__, __len__...) are looked up on purpose by library code, and
+        # never answered by the student.
+        if name.startswith("__") or type(self._handle) is not int:
+            raise AttributeError(name)
+        return self._mirror.getattr(self._handle, name)
+
+    def __repr__(self) -> str:
+        return self._text
+
+
+# ------------------------------------------------------------------------------------------ outgoing
+class Outgoing:
+    """What a check passes to student code, as data; copies of the student's own objects go back by handle."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+        self.objects: list[dict] = []
+        self.memo: dict[int, int] = {}
+        self.storages: dict[tuple[int, int], int] = {}
+        self.keep: list = []
+
+    def message(self, root) -> dict:
+        return {"root": self.value(root), "objects": self.objects}
+
+    def _entry(self, obj, entry: dict) -> dict:
+        self.memo[id(obj)] = len(self.objects)
+        self.keep.append(obj)
+        self.objects.append(entry)
+        return {"$": len(self.objects) - 1}
+
+    def value(self, obj):
+        kind = type(obj)
+        if obj is None or kind in (bool, int, float, str):
+            return obj
+        if id(obj) in self.memo:
+            return {"$": self.memo[id(obj)]}
+        handle = self.mirror.handle_of(obj)
+        if handle is not None:
+            return self._entry(obj, {"k": "handle", "h": handle})
+        if kind in (list, tuple, set, frozenset):
+            entry = {"k": kind.__name__, "items": []}
+            reference = self._entry(obj, entry)
+            entry["items"] = [self.value(item) for item in obj]
+            return reference
+        if kind is dict:
+            entry = {"k": "dict", "items": []}
+            reference = self._entry(obj, entry)
+            entry["items"] = [[self.value(key), self.value(item)] for key, item in obj.items()]
+            return reference
+        if isinstance(obj, torch.Tensor):
+            return self._tensor(obj)
+        if kind is torch.Size:
+            return self._entry(obj, {"k": "size", "items": list(obj)})
+        if kind is torch.dtype:
+            return self._entry(obj, {"k": "dtype", "name": str(obj).removeprefix("torch.")})
+        if kind is torch.device:
+            return self._entry(obj, {"k": "device", "name": str(obj)})
+        if kind in (bytes, bytearray):
+            return self._entry(obj, {"k": "bytes", "b64": base64.b64encode(bytes(obj)).decode("ascii")})
+        if kind is complex:
+            return self._entry(obj, {"k": "complex", "re": obj.real, "im": obj.imag})
+        if kind is range:
+            return self._entry(obj, {"k": "range", "start": obj.start, "stop": obj.stop, "step": obj.step})
+        if kind is types.ModuleType:
+            return self._entry(obj, {"k": "module", "name": obj.__name__})
+        raise TypeError(f"a check can pass only data to the student's code, not a {kind.__name__}")
+
+    def _tensor(self, tensor: torch.Tensor) -> dict:
+        data = tensor.detach()
+        if data.is_conj() or data.is_neg():
+            data = data.resolve_conj().resolve_neg().clone()
+        storage = data.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes())
+        if key not in self.storages:
+            raw = ctypes.string_at(storage.data_ptr(), storage.nbytes()) if storage.nbytes() else b""
+            self.storages[key] = len(self.objects)
+            self.keep.append(storage)
+            self.objects.append({"k": "storage", "b64": base64.b64encode(raw).decode("ascii")})
+        entry = {
+            "k": "tensor",
+            "cls": "Parameter" if isinstance(tensor, torch.nn.Parameter) else "Tensor",
+            "dtype": str(tensor.dtype).removeprefix("torch."),
+            "shape": list(data.shape),
+            "stride": list(data.stride()),
+            "offset": data.storage_offset(),
+            "storage": {"$": self.storages[key]},
+            "requires_grad": bool(tensor.requires_grad),
+            "grad": None,
+        }
+        reference = self._entry(tensor, entry)
+        if tensor.is_leaf and tensor.grad is not None:
+            entry["grad"] = self.value(tensor.grad)
+        return reference

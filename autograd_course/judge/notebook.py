@@ -1,0 +1,375 @@
+"""Judging one notebook: the student's cells run in a kernel in the sandbox, every check runs here.
+
+This process has never run student code, and never will: it is a fresh fork of the warm judge (server.py) per
+notebook. Student cells are sent to a kernel (sandbox/kernel.py) one at a time, each with a deadline on this
+process's clock; a check (a test cell) is compiled and run here, on faithful copies of the student objects it
+names (mirror.py), and it passes if and only if it runs to the end without an exception. The kernel's reports
+about its own cells (outputs, self-detected problems) are recorded but decide nothing.
+
+Time: each cell gets at most ``cell_timeout`` seconds, and the whole notebook at most ``budget`` seconds (derived
+from the release by the caller, not from how many cells the submission has). A kernel that overruns, crashes or
+breaks the protocol is killed; its cell fails with the reason, and the notebook goes on in a new kernel that first
+replays the student cells before it (not the checks, and never the cell that failed).
+
+Size: every output of the notebook (streams, results, errors, tracebacks, warnings) counts against one cap.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import signal
+import sys
+import time
+import traceback
+import types
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..sandbox.client import KernelLost, Sandbox, SandboxLost
+from .mirror import CheckOutOfTime, CheckTooLarge, MalformedValues, Mirror, Remote
+
+GRACE_SECONDS = 2.0  # past a cell's limit, how long its kernel may take to report its own timeout
+OWN_FILES = str(Path(__file__).resolve().parent.parent)  # the grader's frames never show in a traceback
+BUILTIN_NAMES = frozenset(vars(builtins))
+REPORTED_KINDS = ("timeout", "resource_limit", "tampered")
+TRUNCATED = "\n[output truncated: the notebook's output limit was reached]\n"
+
+
+@dataclass
+class Cell:
+    index: int
+    name: str
+    source: str
+    is_test: bool
+
+
+@dataclass
+class Plan:
+    cells: list[Cell]
+    cell_timeout: float
+    budget: float
+    output_limit: int
+    memory_mb: int
+    value_limit: int = 32 * 2**20
+    max_frame: int = 64 * 2**20
+
+    @classmethod
+    def from_message(cls, message: dict) -> "Plan":
+        cells = [Cell(**cell) for cell in message.pop("cells")]
+        return cls(cells=cells, **message)
+
+
+@dataclass
+class Verdict:
+    """What happened to each code cell (nbformat outputs and an execution count), and the notable events."""
+
+    cells: dict[int, dict] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+
+    def as_message(self) -> dict:
+        return {"cells": {str(index): cell for index, cell in self.cells.items()}, "events": self.events}
+
+
+class NotebookJudge:
+    def __init__(self, plan: Plan, sandbox: Sandbox) -> None:
+        self.plan, self.sandbox = plan, sandbox
+        self.verdict = Verdict()
+        self.started = time.monotonic()
+        self.deadline = self.started + plan.budget
+        self.room = plan.output_limit
+        self.execution_count = 0
+        self.kernel = None
+        self.failed: set[int] = set()
+        # Names a check defines stay for later checks, as in a kernel; the student's code never sees them.
+        self.check_names: dict = {"__name__": "__main__", "__builtins__": builtins}
+
+    # ------------------------------------------------------------------------------------------ run
+    def run(self) -> Verdict:
+        cells = self.plan.cells
+        try:
+            for position, cell in enumerate(cells):
+                if time.monotonic() >= self.deadline:
+                    self._out_of_budget(cells[position:])
+                    break
+                try:
+                    if self.kernel is None:
+                        self._start_kernel(cells[:position])
+                    outputs = self._check(cell) if cell.is_test else self._student_cell(cell)
+                except KernelLost as lost:
+                    self.kernel = None
+                    self.failed.add(cell.index)
+                    self._event(lost.kind, cell, _lost_detail(lost, self.plan.cell_timeout))
+                    outputs = [_error(_LOST_NAMES.get(lost.kind, "KernelDied"), _lost_message(lost, self.plan.cell_timeout))]
+                self._record(cell, outputs)
+        finally:
+            if self.kernel is not None:
+                self.kernel.stop()
+        return self.verdict
+
+    def _start_kernel(self, before: list[Cell]) -> None:
+        """A new kernel, brought to where the last one was: the student cells before this one run again (their
+        outputs are not kept), except those that broke a kernel."""
+        while True:
+            dirt = self.sandbox.clean()
+            if dirt:
+                raise SandboxLost(f"the sandbox could not be emptied: {dirt}")
+            limits = {"memory_mb": self.plan.memory_mb, "cpu_seconds": int(self.plan.budget + 2 * GRACE_SECONDS) + 1}
+            self.kernel = self.sandbox.spawn(limits, self.plan.max_frame)
+            try:
+                for cell in before:
+                    if not cell.is_test and cell.index not in self.failed:
+                        self._student_cell(cell, replay=True)
+                return
+            except KernelLost as lost:
+                self.kernel = None
+                self.failed.add(cell.index)
+                self._event(lost.kind, cell, "when run again: " + _lost_detail(lost, self.plan.cell_timeout))
+                if time.monotonic() >= self.deadline:
+                    raise
+
+    def _out_of_budget(self, rest: list[Cell]) -> None:
+        self.verdict.events.append({
+            "kind": "timeout", "cell": rest[0].index,
+            "detail": f"the notebook's time limit ({self.plan.budget:g} s) ran out; the cells from here on were not run",
+        })
+        for cell in rest:
+            self.verdict.cells[cell.index] = {
+                "outputs": [_error("NotExecuted", "this cell was not run: the notebook's time limit ran out")],
+                "execution_count": None,
+            }
+
+    def _time_for_a_cell(self) -> float:
+        return max(min(self.plan.cell_timeout, self.deadline - time.monotonic()), 0.001)
+
+    # -------------------------------------------------------------------------------- student cells
+    def _student_cell(self, cell: Cell, replay: bool = False) -> list[dict]:
+        seconds = self._time_for_a_cell()
+        reply = self.kernel.request(
+            "run", time.monotonic() + seconds + GRACE_SECONDS,
+            source=cell.source, name=f"<cell {cell.index}>", timeout=seconds, room=max(self.room, 0),
+        )
+        if replay:
+            return []
+        for event in reply.get("events", []) if type(reply.get("events")) is list else []:
+            if type(event) is dict and event.get("kind") in REPORTED_KINDS:
+                self._event(event["kind"], cell, str(event.get("detail", ""))[:500])
+        return [output for output in map(_clean_output, _list(reply.get("outputs"))) if output is not None]
+
+    # --------------------------------------------------------------------------------------- checks
+    def _check(self, cell: Cell) -> list[dict]:
+        filename = f"<check {cell.index}>"
+        deadline = time.monotonic() + self._time_for_a_cell()
+        remote = Remote(self.kernel, deadline, self.plan.value_limit, GRACE_SECONDS)
+        mirror = Mirror(remote)
+        stdout = io.StringIO()
+        outputs: list[dict] = []
+        value = error = None
+        fetched: dict = {}
+        namespace = self.check_names
+        previous_alarm = signal.signal(signal.SIGALRM, _check_out_of_time)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                body, tail = _compile_cell(cell.source, filename)
+                used = _names_used(body) | (_names_used(tail) if tail is not None else set())
+                student_names = remote.ask("names").get("names")
+                if type(student_names) is not list:
+                    raise MalformedValues("the kernel's names are not a list")
+                wanted = sorted(name for name in used if name in set(student_names) and name not in BUILTIN_NAMES)
+                fetched = mirror.fetch(wanted) if wanted else {}
+                namespace.update(fetched)
+                sys.stdout = sys.stderr = stdout
+                # The alarm only stops a check's own computation: questions to the kernel end at the deadline.
+                signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001) + 2 * GRACE_SECONDS)
+                try:
+                    exec(body, namespace)
+                    if tail is not None:
+                        value = eval(tail, namespace)
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+        except CheckOutOfTime:
+            self._event("timeout", cell, f"the check ran longer than {self.plan.cell_timeout:g} s")
+            error = _error("CellTimeoutError", f"the check ran longer than {self.plan.cell_timeout:g} s")
+            # The kernel may be in the middle of an answer: it is replaced before the next cell.
+            self.kernel.stop()
+            self.kernel = None
+        except CheckTooLarge:
+            self._event("resource_limit", cell, f"the values the check reads exceed {self.plan.value_limit // 2**20} MiB")
+            error = _error("ResourceLimitError", f"the objects this check reads are larger than {self.plan.value_limit // 2**20} MiB")
+        except MalformedValues as malformed:
+            self._event("tampered", cell, str(malformed))
+            error = _error("TamperedError", "the student's process answered with values that describe no object")
+        except KernelLost:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a failed check, as Jupyter would show it
+            error = _describe_failure(exc, filename)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous_alarm)
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            for name, copy in fetched.items():
+                if namespace.get(name) is copy:
+                    del namespace[name]
+        tampering = [event for event in remote.events if event.get("kind") == "tampered"]
+        if tampering:
+            details = "; ".join(str(event.get("detail", ""))[:200] for event in tampering[:5])
+            self._event("tampered", cell, f"while this check ran: {details}")
+            error = _error("TamperedError", "the grader found its tools patched while this check ran, so it earns no points")
+        text = stdout.getvalue() + "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
+        if text:
+            outputs.append({"output_type": "stream", "name": "stdout", "text": text})
+        if value is not None and error is None:
+            outputs.append({"output_type": "execute_result", "data": {"text/plain": _safe_repr(value)}, "metadata": {}})
+        if error is not None:
+            outputs.append(error)
+        return outputs
+
+    # -------------------------------------------------------------------------------------- records
+    def _record(self, cell: Cell, outputs: list[dict]) -> None:
+        self.execution_count += 1
+        kept, overflowed = [], False
+        for output in outputs:
+            output, self.room, cut = _fit(output, self.room)
+            overflowed |= cut
+            if output is not None:
+                kept.append(output)
+        if overflowed:
+            self._event("resource_limit", cell, f"output limit ({self.plan.output_limit} characters per notebook) reached")
+        self.verdict.cells[cell.index] = {"outputs": kept, "execution_count": self.execution_count}
+
+    def _event(self, kind: str, cell: Cell, detail: str) -> None:
+        event = {"kind": kind, "cell": cell.index, "detail": detail}
+        if event not in self.verdict.events:
+            self.verdict.events.append(event)
+
+
+# -------------------------------------------------------------------------------------------- helpers
+_LOST_NAMES = {"timeout": "CellTimeoutError", "resource_limit": "ResourceLimitError", "tampered": "TamperedError"}
+
+
+def _lost_detail(lost: KernelLost, cell_timeout: float) -> str:
+    if lost.kind == "timeout":
+        return f"killed after {cell_timeout:g} s"
+    return lost.detail
+
+
+def _lost_message(lost: KernelLost, cell_timeout: float) -> str:
+    if lost.kind == "timeout":
+        return f"the cell ran longer than {cell_timeout:g} s"
+    if lost.kind == "crashed":
+        return f"the cell ended the Python process ({lost.detail.split('(')[-1].rstrip(')')})"
+    if lost.kind == "resource_limit":
+        return f"the cell hit a resource limit: {lost.detail}"
+    return lost.detail
+
+
+def _check_out_of_time(signum, frame):
+    raise CheckOutOfTime()
+
+
+def _error(ename: str, evalue: str) -> dict:
+    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
+
+
+def _compile_cell(source: str, filename: str) -> tuple[types.CodeType, types.CodeType | None]:
+    tree = ast.parse(source, filename)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    body = compile(ast.Module(tree.body, type_ignores=[]), filename, "exec")
+    tail = compile(ast.Expression(last.value), filename, "eval") if last else None
+    return body, tail
+
+
+def _names_used(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_used(const)
+    return names
+
+
+def _describe_failure(exc: BaseException, check_file: str) -> dict:
+    """A failed check as Jupyter would show it, minus the check's own lines (hidden tests stay hidden) and the
+    grader's frames; the student's frames (from a function of theirs the check called) stay."""
+    ename = type(exc).__name__
+    try:
+        evalue = str(exc)
+    except Exception:  # noqa: BLE001
+        evalue = "<unprintable exception>"
+    frames = [
+        frame for frame in traceback.extract_tb(exc.__traceback__)
+        if frame.filename != check_file and not frame.filename.startswith(OWN_FILES)
+    ]
+    lines = traceback.format_list(frames)
+    if lines:
+        lines.insert(0, "Traceback (most recent call last):\n")
+    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [*lines, f"{ename}: {evalue}"]}
+
+
+def _safe_repr(value) -> str:
+    try:
+        return repr(value)[:10_000]
+    except Exception as exc:  # noqa: BLE001
+        return f"<unprintable {type(value).__name__}: {type(exc).__name__}>"
+
+
+def _list(value) -> list:
+    return value if type(value) is list else []
+
+
+def _text(value, limit: int | None = None) -> str:
+    """A string from the kernel, made safe to write: no lone surrogates, bounded."""
+    text = value if type(value) is str else ""
+    if limit is not None:
+        text = text[:limit]
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _clean_output(output) -> dict | None:
+    """Rebuild a kernel's output from the fields nbformat allows; anything else is dropped."""
+    if type(output) is not dict:
+        return None
+    kind = output.get("output_type")
+    if kind == "stream":
+        name = output.get("name") if output.get("name") in ("stdout", "stderr") else "stdout"
+        return {"output_type": "stream", "name": name, "text": _text(output.get("text"))}
+    if kind == "execute_result":
+        data = output.get("data") if type(output.get("data")) is dict else {}
+        return {"output_type": "execute_result", "data": {"text/plain": _text(data.get("text/plain"))}, "metadata": {}}
+    if kind == "error":
+        return {
+            "output_type": "error",
+            "ename": _text(output.get("ename"), 200) or "Error",
+            "evalue": _text(output.get("evalue")),
+            "traceback": [_text(line) for line in _list(output.get("traceback"))],
+        }
+    return None
+
+
+def _fit(output: dict, room: int) -> tuple[dict | None, int, bool]:
+    """Charge an output's text against the notebook's room; cut it to fit. Errors are always kept (shortened), so
+    that a failed cell still shows that it failed."""
+    output = dict(output)
+    cut = False
+    if output["output_type"] == "stream":
+        text = output["text"]
+        if len(text) > room:
+            output["text"], cut = text[: max(room, 0)] + TRUNCATED, True
+        room -= len(text)
+        return (output if output["text"] else None), max(room, 0), cut
+    if output["output_type"] == "execute_result":
+        text = output["data"]["text/plain"]
+        if len(text) > room:
+            output["data"] = {"text/plain": text[: max(room, 0)] + TRUNCATED}
+            cut = True
+        return output, max(room - len(text), 0), cut
+    size = len(output["ename"]) + len(output["evalue"]) + sum(len(line) for line in output["traceback"])
+    if size > room:
+        cut = True
+        # The message shows twice (evalue, and the traceback's last line): each gets half of what is left.
+        output["evalue"] = output["evalue"][: max(room // 2 - len(output["ename"]), 100)] + TRUNCATED.rstrip()
+        output["traceback"] = [f"{output['ename']}: {output['evalue']}"]
+        size = len(output["ename"]) + len(output["evalue"]) + len(output["traceback"][0])
+    return output, max(room - size, 0), cut

@@ -1,0 +1,98 @@
+"""Notice when student code patches what the grader relies on in the kernel, and put it back.
+
+This is not a security boundary: the verdict is decided in the judge, outside this process (see judge/), and a
+student's kernel can only ever report values. It keeps an honest kernel honest when a student experiments
+(a patched `torch.Tensor.tolist` would otherwise garble the values the kernel reports), and it names what it
+found, which becomes the `tampered` status. A check during which anything is found earns no points.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+import types
+import warnings
+
+_MISSING = object()
+
+
+class Pristine:
+    """What the kernel's reports rely on, as it was before any student code ran; `restore` puts it back."""
+
+    def __init__(self, *own_modules: types.ModuleType) -> None:
+        import json
+        import math
+        import operator
+        import os
+        import struct
+
+        import torch
+
+        self.namespaces = [(module.__name__, module) for module in own_modules]
+        self.namespaces += [
+            ("json", json),
+            ("os", os),
+            ("struct", struct),
+            ("builtins", builtins),
+            ("torch", torch),
+            ("torch.Tensor", torch.Tensor),
+            ("torch.autograd", torch.autograd),
+            ("torch.optim", torch.optim),
+            ("torch.optim.Optimizer", torch.optim.Optimizer),
+            ("torch.optim.SGD", torch.optim.SGD),
+            ("math", math),
+            ("operator", operator),
+            ("warnings", warnings),
+        ]
+        self.snapshots = [(label, obj, dict(vars(obj))) for label, obj in self.namespaces]
+        self.modules = {
+            name: sys.modules[name] for name in ("builtins", "torch", "math", "operator", "warnings", "json", "os")
+        }
+        self.sys_hooks = {name: getattr(sys, name) for name in ("excepthook", "displayhook", "breakpointhook")}
+
+    def restore(self) -> list[str]:
+        """Undo patches to the guarded state; return a description of each one found."""
+        found = []
+        for label, obj, snapshot in self.snapshots:
+            current = vars(obj)
+            for name, value in snapshot.items():
+                now = current.get(name, _MISSING)
+                if now is not value:
+                    # torch wraps some of its own functions lazily (functools.wraps); that is not tampering.
+                    if getattr(now, "__wrapped__", None) is not value:
+                        found.append(f"{label}.{name} was replaced")
+                    _force_setattr(obj, name, value)
+            for name in set(current) - set(snapshot):
+                if isinstance(current[name], types.ModuleType):
+                    continue  # a submodule imported lazily, e.g. torch.distributions
+                if name == "__slotnames__":
+                    continue  # copy.copy() and pickle cache this on a class: Python's doing, not the student's
+                found.append(f"{label}.{name} was added")
+                _force_delattr(obj, name)
+        for name, module in self.modules.items():
+            if sys.modules.get(name) is not module:
+                found.append(f"sys.modules[{name!r}] was replaced")
+                sys.modules[name] = module
+        for name, hook in self.sys_hooks.items():
+            if getattr(sys, name) is not hook:
+                found.append(f"sys.{name} was replaced")
+                setattr(sys, name, hook)
+        if sys.gettrace() is not None or sys.getprofile() is not None:
+            found.append("a trace or profile hook was installed")
+            sys.settrace(None)
+            sys.setprofile(None)
+        return found
+
+
+def _force_setattr(obj, name, value) -> None:
+    try:
+        setattr(obj, name, value)
+    except (AttributeError, TypeError):
+        vars(obj)[name] = value  # module dicts are plain dicts
+
+
+def _force_delattr(obj, name) -> None:
+    try:
+        delattr(obj, name)
+    except (AttributeError, TypeError):
+        vars(obj).pop(name, None)

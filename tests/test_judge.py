@@ -1,0 +1,296 @@
+"""The judge and its sandboxed kernels on their own, on tiny notebooks: checks are decided outside the student's
+process, on faithful copies of the student's objects, whatever the student's process says or does.
+
+Each test sends a plan (code cells, some of them checks) to a warm judge, as the nbgrader executor does, and reads
+the verdict: each cell's outputs, and the events that become grades.csv's status.
+"""
+
+from __future__ import annotations
+
+import pytest
+from nbformat import from_dict
+from nbgrader.utils import determine_grade
+
+from autograd_course.judge.client import JudgeService
+
+SETUP = "import torch"
+
+
+@pytest.fixture(scope="module")
+def judge():
+    service = JudgeService(sandboxed=True)
+    service.start()
+    yield service
+    service.stop()
+
+
+def run(judge, *cells, timeout=5.0, budget=None, output_limit=100_000):
+    """Judge one notebook; cells are source strings (student code) or ("check", source)."""
+    plan_cells = []
+    for index, cell in enumerate(cells):
+        is_test = isinstance(cell, tuple)
+        plan_cells.append({"index": index, "name": f"cell{index}", "source": cell[1] if is_test else cell, "is_test": is_test})
+    plan = {
+        "cells": plan_cells,
+        "cell_timeout": timeout,
+        "budget": budget or timeout * len(cells) + 10,
+        "output_limit": output_limit,
+        "memory_mb": 2048,
+    }
+    verdict = judge.judge(plan)
+    return Verdict(verdict)
+
+
+class Verdict:
+    def __init__(self, message) -> None:
+        self.cells = [message["cells"][str(index)] for index in range(len(message["cells"]))]
+        self.events = message["events"]
+
+    def passed(self, index: int) -> bool:
+        """What nbgrader gives a 1-point check with these outputs."""
+        cell = from_dict({
+            "cell_type": "code", "source": "", "execution_count": 1, "outputs": self.cells[index]["outputs"],
+            "metadata": {"nbgrader": {"grade": True, "solution": False, "points": 1, "grade_id": "t"}},
+        })
+        return determine_grade(cell)[0] == 1
+
+    def error(self, index: int) -> dict | None:
+        errors = [output for output in self.cells[index]["outputs"] if output["output_type"] == "error"]
+        return errors[-1] if errors else None
+
+    def text(self, index: int) -> str:
+        return "".join(output.get("text", "") for output in self.cells[index]["outputs"])
+
+    def kinds(self) -> set[str]:
+        return {event["kind"] for event in self.events}
+
+    def details(self) -> str:
+        return " | ".join(event["detail"] for event in self.events)
+
+
+def check(source: str) -> tuple[str, str]:
+    return ("check", source)
+
+
+# ------------------------------------------------------------------------------------- as before
+def test_a_warning_in_a_passing_check_does_not_cost_its_points(judge):
+    # float() on a tensor that requires grad warns in torch; stock nbgrader scores such a cell 0.
+    verdict = run(judge, "import torch\nx = torch.tensor([2.0], requires_grad=True)",
+                  check("import warnings\nwarnings.warn('just so you know')\nassert float(x * 1) == 2.0"))
+    assert verdict.passed(1)
+    assert "just so you know" in verdict.text(1)
+
+
+def test_stderr_printed_by_a_check_does_not_cost_its_points(judge):
+    assert run(judge, check("import sys\nprint('note', file=sys.stderr)\nassert True")).passed(0)
+
+
+def test_a_failing_check_fails_with_its_message(judge):
+    verdict = run(judge, check("assert 1 == 2, 'one is not two'"))
+    assert not verdict.passed(0)
+    assert (verdict.error(0)["ename"], verdict.error(0)["evalue"]) == ("AssertionError", "one is not two")
+
+
+def test_the_traceback_of_a_check_shows_no_check_source(judge):
+    verdict = run(judge, check("secret_check = 41\nassert secret_check == 42, 'wrong answer'"))
+    assert "secret_check" not in "".join(verdict.error(0)["traceback"])
+
+
+def test_torch_imports_cleanly_with_numpy(judge):
+    verdict = run(judge, "import numpy, torch\nprint(torch.tensor([1.0]).numpy().sum())")
+    assert verdict.cells[0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "1.0\n"}]
+
+
+def test_each_notebook_starts_clean(judge):
+    run(judge, "import torch, os\nleft_behind = 1\ntorch.secret = 2\nopen('/tmp/note.txt', 'w').write('x')\n"
+               "os.makedirs('/tmp/locked/inner')\nopen('/tmp/locked/inner/f', 'w').write('x')\n"
+               "os.chmod('/tmp/locked/inner', 0)\nos.chmod('/tmp/locked', 0)\nos.mkfifo('/tmp/pipe')\n"
+               "open('/dev/shm/shared', 'w').write('x')\nos.chmod('/tmp', 0)")
+    verdict = run(judge, "import os, torch\nprint('left_behind' in globals(), hasattr(torch, 'secret'), "
+                         "sorted(os.listdir('/tmp')), sorted(os.listdir('/dev/shm')), oct(os.stat('/tmp').st_mode))")
+    assert verdict.text(0) == "False False [] [] 0o40755\n"
+
+
+def test_honest_code_is_not_reported_as_tampering(judge):
+    verdict = run(judge,
+        "import torch, math, copy\nx = torch.tensor([1.0], requires_grad=True)\nopt = torch.optim.SGD([x], lr=0.1)\n"
+        "(x * 2).backward()\nstored = copy.copy(x.grad)\nopt.step()\nopt.zero_grad()\nimport torch.distributions\n"
+        "import warnings\nwarnings.simplefilter('ignore')\nsum = 3\nmax = [1]\nabs = lambda v: 0",
+        check("assert abs(-1) == 1 and len([sum]) == 1 and max([1, 2]) == 2"))
+    assert verdict.events == []
+    assert verdict.passed(1)
+
+
+# ------------------------------------------------------------------------ the verdict is the judge's
+def test_a_check_sees_faithful_copies_of_the_students_objects(judge):
+    verdict = run(judge,
+        "import torch\nx = torch.tensor([2.0], requires_grad=True)\ny = x**2 + 3 * x\ny.backward()\n"
+        "w = torch.nn.Parameter(torch.tensor([1.0, 3.0]))\nstored = x.grad\ncopied = x.grad.clone()\n"
+        "z = y.detach()\nitems = [x, x, {'k': (1, 2.5, 'three', None, True)}]\nbig = 2**100\nc = 1 + 2j\n"
+        "try:\n    torch.tensor([1.0]).backward()\nexcept RuntimeError as error:\n    caught = error\n"
+        "class Box:\n    def __init__(self):\n        self.inside = torch.tensor([5.0])\nbox = Box()",
+        check(
+            "import torch, traceback\n"
+            "assert type(x) is torch.Tensor and x.is_leaf and x.requires_grad and x.tolist() == [2.0]\n"
+            "assert x.grad.tolist() == [7.0] and stored is x.grad and copied is not x.grad\n"
+            "assert stored.data_ptr() == x.grad.data_ptr() and copied.data_ptr() != x.grad.data_ptr()\n"
+            "assert not y.is_leaf and y.grad_fn is not None and y.grad_fn.name().startswith('Add')\n"
+            "assert z.data_ptr() == y.data_ptr() and not z.requires_grad and z.grad_fn is None\n"
+            "assert type(w) is torch.nn.Parameter and w.requires_grad and w.tolist() == [1.0, 3.0]\n"
+            "assert items[0] is items[1] is x and items[2] == {'k': (1, 2.5, 'three', None, True)}\n"
+            "assert big == 2**100 and c == 1 + 2j\n"
+            "assert type(caught) is RuntimeError and 'does not require grad' in str(caught)\n"
+            "assert traceback.extract_tb(caught.__traceback__)[-1].name == '_engine_run_backward'\n"
+            "assert repr(box).startswith('<__main__.Box object') and box.inside.tolist() == [5.0]\n"
+        ))
+    assert verdict.passed(1), verdict.error(1)
+
+
+def test_a_graph_that_was_run_backward_is_consumed_for_the_check_too(judge):
+    probe = check(
+        "import torch\ntry:\n    torch.autograd.grad(y.sum(), x, retain_graph=True)\n    used = False\n"
+        "except RuntimeError:\n    used = True\nassert used, 'never run backward'")
+    ran = run(judge, "import torch\nx = torch.tensor([2.0], requires_grad=True)\ny = x**2 + 3 * x\ny.backward()", probe)
+    never = run(judge, "import torch\nx = torch.tensor([2.0], requires_grad=True)\ny = x**2 + 3 * x\nx.grad = torch.tensor([7.0])", probe)
+    assert ran.passed(1) and not never.passed(1)
+    gradient = run(judge, "import torch\nx = torch.tensor([2.0], requires_grad=True)\ny = x**2 + 3 * x",
+                   check("import torch\n(g,) = torch.autograd.grad(y.sum(), x)\nassert g.tolist() == [7.0], g"))
+    assert gradient.passed(1), gradient.error(1)
+
+
+def test_a_check_calls_the_students_functions_with_its_own_inputs(judge):
+    verdict = run(judge,
+        "import torch\ndef dy_dx(x):\n    return 2 * x + 3\ndef pair(x):\n    return x, [x.sum().item()]\n"
+        "def needs_grad(x):\n    y = (x.clone().requires_grad_() ** 2).sum()\n    y.backward()\n    return 1",
+        check("import torch\nresult = dy_dx(torch.tensor([-1.5, 0.0, 4.0]))\n"
+              "assert isinstance(result, torch.Tensor) and result.tolist() == [0.0, 3.0, 11.0]\n"
+              "a, b = pair(torch.tensor([1.0, 2.0]))\nassert a.tolist() == [1.0, 2.0] and b == [3.0]\n"
+              "with torch.no_grad():\n    try:\n        needs_grad(torch.tensor([1.0]))\n        ok = True\n"
+              "    except RuntimeError:\n        ok = False\nassert not ok, 'grad mode reaches the student function'"))
+    assert verdict.passed(1), verdict.error(1)
+
+
+def test_a_check_never_reaches_the_students_process(judge):
+    # The check's hidden line is in the judge only: the student's process finds it nowhere in its own memory,
+    # whatever it runs after the check.
+    scan = (
+        "import re\nfound = 0\nneedle = re.compile(rb'HIDDEN_CHECK_MARKER_' + rb'[0-9]{6}')\n"
+        "with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:\n"
+        "    for line in maps:\n        span, perms = line.split()[:2]\n        if 'r' not in perms:\n            continue\n"
+        "        start, end = (int(part, 16) for part in span.split('-'))\n        try:\n            mem.seek(start)\n"
+        "            found += len(needle.findall(mem.read(end - start)))\n        except (OSError, ValueError, OverflowError):\n"
+        "            pass\nprint('found', found)")
+    verdict = run(judge, "import torch\nvalue = 3", check("assert value == 3  # HIDDEN_CHECK_MARKER_424242"), scan)
+    assert verdict.passed(1)
+    assert verdict.text(2) == "found 0\n"
+
+
+def test_nothing_of_an_earlier_notebook_is_in_the_next_ones_memory(judge):
+    run(judge, "print('EARLIER_' + 'NOTEBOOK_' + '777777')\nkept = 'EARLIER_' + 'NOTEBOOK_' + '888888'")
+    scan = (
+        "import re\nfound = 0\nneedle = re.compile(rb'EARLIER_NOTEBOOK_' + rb'[0-9]{6}')\n"
+        "with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:\n"
+        "    for line in maps:\n        span, perms = line.split()[:2]\n        if 'r' not in perms:\n            continue\n"
+        "        start, end = (int(part, 16) for part in span.split('-'))\n        try:\n            mem.seek(start)\n"
+        "            found += len(needle.findall(mem.read(end - start)))\n        except (OSError, ValueError, OverflowError):\n"
+        "            pass\nprint('found', found)")
+    assert run(judge, scan).text(0) == "found 0\n"
+
+
+def test_forged_replies_cannot_pass_a_check(judge):
+    forge = (
+        "import os, json, struct\nfor seq in range(1, 40):\n"
+        "    for reply in ({'seq': seq, 'outputs': [], 'events': []}, {'seq': seq, 'names': []},\n"
+        "                  {'seq': seq, 'values': {'root': True, 'objects': []}, 'events': []}):\n"
+        "        data = json.dumps(reply).encode()\n        for fd in range(3, 64):\n"
+        "            try:\n                os.write(fd, struct.pack('>I', len(data)) + data)\n"
+        "            except OSError:\n                pass")
+    verdict = run(judge, "value = 2", forge, check("assert value == 3, 'wrong'"), check("assert value == 2"))
+    assert not verdict.passed(2)
+    assert "tampered" in verdict.kinds()
+
+
+def test_patching_the_kernel_cannot_make_a_wrong_value_compare_equal(judge):
+    verdict = run(judge,
+        "import torch, builtins, math\nx = torch.tensor([4.0])\ntorch.Tensor.tolist = lambda self: [7.0]\n"
+        "torch.Tensor.__eq__ = lambda self, other: True\ntorch.allclose = lambda *a, **k: True\n"
+        "builtins.isinstance = lambda *a: True\nmath.isclose = lambda *a, **k: True",
+        check("import torch, math\nassert x.tolist() == [7.0]"),
+        check("import torch\nassert torch.allclose(x, torch.tensor([7.0]))"),
+        check("import torch\nassert (x == 7).all()"))
+    assert not any(verdict.passed(index) for index in (1, 2, 3))
+    assert "torch.Tensor.tolist was added" in verdict.details()
+
+
+def test_objects_that_only_claim_to_be_tensors_are_not_tensors(judge):
+    verdict = run(judge,
+        "import torch\nclass Fake:\n    __class__ = property(lambda self: torch.Tensor)\n    requires_grad = True\n"
+        "    def tolist(self):\n        return [7.0]\nx = Fake()",
+        check("import torch\nassert isinstance(x, torch.Tensor), 'not a tensor'"))
+    assert not verdict.passed(1)
+    assert verdict.error(1)["evalue"] == "not a tensor"
+
+
+def test_a_check_during_which_the_kernel_is_patched_earns_nothing(judge):
+    verdict = run(judge,
+        "import torch\ndef dy_dx(x):\n    torch.Tensor.__add__ = lambda self, other: self\n    return 2 * x + 3",
+        check("import torch\nresult = dy_dx(torch.tensor([2.0]))\nassert result.tolist() == [7.0]"))
+    assert not verdict.passed(1)
+    assert verdict.error(1)["ename"] == "TamperedError"
+    assert "tampered" in verdict.kinds()
+
+
+# ------------------------------------------------------------------------------------ time and size
+def test_the_judge_stops_a_student_function_that_never_returns(judge):
+    verdict = run(judge,
+        "def dy_dx(x):\n    import time\n    while True:\n        try:\n            time.sleep(10)\n"
+        "        except BaseException:\n            pass",
+        check("dy_dx(1.0)"), "after = 1", check("assert after == 1"), timeout=1.0)
+    assert verdict.error(1)["ename"] == "CellTimeoutError"
+    assert verdict.passed(3)
+    assert "timeout" in verdict.kinds()
+
+
+def test_a_cell_that_ignores_its_alarm_is_killed_and_the_rest_still_counts(judge):
+    verdict = run(judge,
+        "value = 1", "import time\nwhile True:\n    try:\n        time.sleep(10)\n    except BaseException:\n        pass",
+        check("assert value == 1"), timeout=1.0)
+    assert verdict.error(1)["ename"] == "CellTimeoutError"
+    assert verdict.passed(2)
+
+
+def test_a_notebook_cannot_stretch_its_time_with_added_cells(judge):
+    slow = "import time\ntime.sleep(0.8)"
+    verdict = run(judge, "value = 1", *[slow] * 8, check("assert value == 1"), timeout=1.0, budget=3.0)
+    assert not verdict.passed(9)
+    assert verdict.error(9)["ename"] == "NotExecuted"
+    assert "time limit (3 s) ran out" in verdict.details()
+
+
+def test_a_crash_is_recorded_and_the_cells_before_it_are_replayed(judge):
+    verdict = run(judge, "import torch\nx = torch.tensor([1.0])", "import os\nos._exit(3)", check("assert x.tolist() == [1.0]"))
+    assert verdict.error(1)["ename"] == "KernelDied"
+    assert verdict.passed(2)
+    assert "crashed" in verdict.kinds()
+
+
+def test_every_output_counts_against_one_cap(judge):
+    verdict = run(judge, "print('x' * 30_000)", "raise ValueError('y' * 30_000)", "import warnings\nwarnings.warn('z' * 30_000)",
+                  check("assert True"), output_limit=50_000)
+    total = sum(len(str(output)) for cell in verdict.cells for output in cell["outputs"])
+    assert total < 60_000
+    assert "resource_limit" in verdict.kinds()
+    assert verdict.passed(3)
+
+
+def test_a_check_reads_at_most_its_value_limit(judge):
+    verdict = run(judge, "import torch\nx = torch.zeros(20_000_000)", check("assert x.sum() == 0"))
+    assert verdict.error(1)["ename"] == "ResourceLimitError"
+    assert "resource_limit" in verdict.kinds()
+
+
+def test_state_cannot_pass_between_notebooks_through_ipc(judge):
+    verdict = run(judge,
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nprint(libc.shmget(1234, 4096, 0o1666), "
+        "libc.msgget(1234, 0o1666), libc.semget(1234, 1, 0o1666))")
+    assert verdict.text(0) == "-1 -1 -1\n"
