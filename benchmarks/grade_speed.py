@@ -84,6 +84,46 @@ def timed(command: list[str], cwd: Path) -> float:
     return time.perf_counter() - started
 
 
+def judge_cost(course: Course, rounds: int = 5) -> dict[str, float]:
+    """Milliseconds per notebook spent by the new design itself: the judge sends each notebook of the class to a
+    warm sandboxed judge, as nbgrader's execute step does, and the verdicts say where the time went."""
+    import nbformat
+
+    from autograd_course.judge.client import JudgeService
+
+    plans = []
+    for folder in sorted(course.submitted_dir.glob(f"*/{course.assignment_id}")):
+        for notebook_id in course.notebook_ids:
+            source = nbformat.read(course.source_dir / f"{notebook_id}.ipynb", 4)
+            hidden = {
+                cell.metadata["nbgrader"]["grade_id"]: cell.source
+                for cell in source.cells if cell.metadata.get("nbgrader", {}).get("grade")
+            }
+            nb = nbformat.read(folder / f"{notebook_id}.ipynb", 4)
+            cells = []
+            for cell in nb.cells:
+                if cell.cell_type != "code":
+                    continue
+                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+                is_test = grade_id in hidden
+                cells.append({"index": len(cells), "name": grade_id or "added", "source": hidden[grade_id] if is_test else cell.source, "is_test": is_test})
+            plans.append({"cells": cells, "cell_timeout": 30.0, "budget": 300.0, "output_limit": 1_000_000, "memory_mb": 2048})
+    service = JudgeService(sandboxed=shutil.which("bwrap") is not None)
+    service.start()
+    totals = {"round trip": 0.0}
+    try:
+        for _ in range(rounds):
+            for plan in plans:
+                started = time.perf_counter()
+                verdict = service.judge(plan)
+                totals["round trip"] += time.perf_counter() - started
+                for part, seconds in verdict["seconds"].items():
+                    totals[part] = totals.get(part, 0.0) + seconds
+    finally:
+        service.stop()
+    return {part: 1000 * seconds / (rounds * len(plans)) for part, seconds in totals.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=24)
@@ -114,6 +154,12 @@ def main() -> int:
             return 1
         print(f"scores agree on all {len(our_scores)} notebooks (total {sum(our_scores.values()):g} points)")
         print(f"speed-up: {stock_seconds / ours_seconds:.1f}x")
+        cost = judge_cost(ours)
+        print(
+            f"the verdict's own cost per notebook: {cost.pop('round trip'):.1f} ms from plan to verdict ("
+            + ", ".join(f"{part} {ms:.1f} ms" for part, ms in cost.items())
+            + ")"
+        )
     return 0
 
 

@@ -28,6 +28,49 @@ from gradebook_helpers import failure_message, feedback_text, part_scores
 
 CELL_TIMEOUT = 2
 MARKER = "autograd-course-hostile-marker-31337"
+# Student code that counts, in its own process's memory (heap and anonymous mappings, where Python keeps its
+# objects), the matches of a pattern. The pattern is written so that its own source never matches.
+MEMORY_SCAN = """
+import re as _re
+def _count_in_memory(pattern):
+    found = 0
+    with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if 'r' not in fields[1] or (len(fields) > 5 and fields[5] not in ('[heap]', '[stack]')):
+                continue
+            start, end = (int(part, 16) for part in fields[0].split('-'))
+            try:
+                mem.seek(start)
+                found += len(_re.findall(pattern, mem.read(end - start)))
+            except (OSError, ValueError, OverflowError):
+                pass
+    return found
+"""
+# Replies in the runner's framing, written on every descriptor the student's process has.
+FORGED_REPLIES = """
+import os, json, struct
+for seq in range(1, 60):
+    for reply in ({'seq': seq, 'outputs': [], 'events': []}, {'seq': seq, 'names': []}):
+        data = json.dumps(reply).encode()
+        for fd in range(3, 64):
+            try:
+                os.write(fd, struct.pack('>I', len(data)) + data)
+            except OSError:
+                pass
+"""
+LEAVE_FILES = """
+import os
+os.makedirs('/tmp/left/inner', exist_ok=True)
+open('/tmp/left/inner/note', 'w').write('for the next notebook')
+os.chmod('/tmp/left/inner', 0)
+os.chmod('/tmp/left', 0)
+if not os.path.exists('/tmp/pipe'):
+    os.mkfifo('/tmp/pipe')
+open('/dev/shm/left', 'w').write('x')
+os.chmod('/tmp', 0)
+"""
+LOOK_FOR_FILES = "import os\nprint('LOOKED', sorted(os.listdir('/tmp')), sorted(os.listdir('/dev/shm')))"
 
 
 def answer(course, notebook_id, cell_id, code):
@@ -163,6 +206,29 @@ def hostile_class(module_course, tmp_path_factory):
         "extra_files": full(course),
         "links_to_source": full(course, q6_basic_gradients=None),
         "links_a_folder": full(course, q6_basic_gradients=None),
+        # --- the verdict is not the student's process's to give
+        "forges_replies": full(course, q6_basic_gradients=q6_with(course, FORGED_REPLIES)),
+        "reads_the_tests": full(course, q6_basic_gradients=q6_with(course,
+            "import sys\ncompiled = []\nsys.addaudithook(lambda event, args: compiled.append(repr(args)[:5000]) "
+            "if event == 'compile' else None)", "q6-gradient-answer", before=True)
+            if False else _reads_the_tests(course)),
+        "patches_during_a_check": full(course, q6_basic_gradients=solved(course, q6, {
+            "q6a-answer": "def dy_dx(x):\n    import torch\n    torch.Tensor.__add__ = lambda self, other: self\n"
+            "    return 2 * x + 3\n"})),
+        "fakes_a_tensor": full(course, q6_basic_gradients=solved(course, q6, {
+            "q6-gradient-answer": "class Fake:\n    __class__ = property(lambda self: torch.Tensor)\n"
+            "    requires_grad = True\n    is_leaf = True\n    dtype = torch.float32\n    shape = torch.Size([1])\n"
+            "    grad_fn = 'AddBackward0'\n    def detach(self):\n        return self\n    def flatten(self):\n"
+            "        return self\n    def tolist(self):\n        return [7.0]\nx = Fake()\nx.grad = Fake()\ny = Fake()\n"})),
+        "floods_errors": full(course, q6_basic_gradients=q6_with(course,
+            "import warnings\nfor _ in range(200):\n    warnings.warn('w' * 20_000)\nraise ValueError('e' * 5_000_000)")),
+        "adds_slow_cells": full(course, q6_basic_gradients=_with_added_cells(solved(course, q6), "import time\ntime.sleep(1.5)", 30)),
+        "leaves_files": {notebook_id: _ends_with(solved(course, notebook_id), LEAVE_FILES) for notebook_id in course.notebook_ids},
+        "looks_for_files": {notebook_id: _starts_with(solved(course, notebook_id), LOOK_FOR_FILES) for notebook_id in course.notebook_ids},
+        "leaves_a_secret": {notebook_id: _ends_with(solved(course, notebook_id),
+            "kept = 'STUDENT_' + 'SECRET_' + '271828'\nprint(kept)") for notebook_id in course.notebook_ids},
+        "hunts_secrets": {notebook_id: _starts_with(solved(course, notebook_id),
+            MEMORY_SCAN + "print('HUNTED', _count_in_memory(rb'STUDENT_SECRET_[0-9]{6}'))") for notebook_id in course.notebook_ids},
     }
     for student, notebooks in students.items():
         submit(course, student, notebooks)
@@ -193,6 +259,44 @@ def hostile_class(module_course, tmp_path_factory):
         "course": course, "rows": rows, "result": result, "seconds": seconds, "before": before,
         "outside": outside, "listener": listener, "students": set(students) | {"empty_folder"}, "run_id": run_id,
     }
+
+
+def _answer_cells(nb):
+    return [cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("solution")]
+
+
+def _starts_with(nb, code):
+    first = _answer_cells(nb)[0]
+    first.source = f"{code}\n{first.source}"
+    return nb
+
+
+def _ends_with(nb, code):
+    nb.cells.append(nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def _with_added_cells(nb, code, count):
+    for _ in range(count):
+        nb.cells.append(nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def _reads_the_tests(course):
+    """Q6 solved, with an audit hook that keeps every source compiled in the student's process, and, after the
+    last check, a count of the hidden tests' text in that source and in the process's memory."""
+    nb = solved(course, "q6_basic_gradients")
+    cells = _answer_cells(nb)
+    cells[0].source = (
+        "import sys\ncompiled = []\n"
+        "sys.addaudithook(lambda event, args: compiled.append(repr(args)[:20000]) if event == 'compile' else None)\n"
+        + cells[0].source
+    )
+    nb.cells.append(nbformat.v4.new_code_cell(
+        MEMORY_SCAN + "import re\nhidden = rb'graph_was_use[d]|BEGIN HIDDEN TEST[S]|must be a leaf tensor that you creat[e]'\n"
+        "print('COMPILED', sum(len(re.findall(hidden, text.encode())) for text in compiled))\n"
+        "print('IN MEMORY', _count_in_memory(hidden))"))
+    return nb
 
 
 def _without_cell(nb, grade_id):
@@ -335,6 +439,16 @@ def test_processes_cannot_be_started(graded):
         ("extra_files", "ok", "40"),
         ("links_to_source", "invalid:q6_basic_gradients", "30"),
         ("links_a_folder", "missing:q6_basic_gradients", "30"),
+        ("forges_replies", "tampered:q6_basic_gradients", "38"),
+        ("reads_the_tests", "ok", "40"),
+        ("patches_during_a_check", "tampered:q6_basic_gradients", "38"),
+        ("fakes_a_tensor", "ok", "36"),
+        ("floods_errors", "resource_limit:q6_basic_gradients", "40"),
+        ("adds_slow_cells", "timeout:q6_basic_gradients", "40"),
+        ("leaves_files", "ok", "40"),
+        ("looks_for_files", "ok", "40"),
+        ("leaves_a_secret", "ok", "40"),
+        ("hunts_secrets", "ok", "40"),
     ],
 )
 def test_each_case_scores_its_intact_parts_and_names_what_happened(graded, student, status, score):
@@ -384,3 +498,37 @@ def test_the_message_of_a_failed_hidden_check_is_kept(graded):
     course = graded["course"]
     message = failure_message(course, "unflags_a_test", "q6_basic_gradients", "q6_gradient")
     assert "did you write 3*x?" in message
+
+
+def _outputs(course, student, notebook_id) -> str:
+    nb = nbformat.read(course.autograded_dir / student / "autograd_basics" / f"{notebook_id}.ipynb", 4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_the_tests_never_reach_the_students_process(graded):
+    text = _outputs(graded["course"], "reads_the_tests", "q6_basic_gradients")
+    assert "COMPILED 0\n" in text and "IN MEMORY 0\n" in text, text[-500:]
+
+
+def test_nothing_of_another_notebook_reaches_the_next(graded):
+    course = graded["course"]
+    for notebook_id in course.notebook_ids:
+        assert "LOOKED [] []" in _outputs(course, "looks_for_files", notebook_id)
+        assert "HUNTED 0\n" in _outputs(course, "hunts_secrets", notebook_id)
+
+
+def test_one_output_cap_covers_errors_and_warnings(graded):
+    path = graded["course"].autograded_dir / "floods_errors" / "autograd_basics" / "q6_basic_gradients.ipynb"
+    assert path.stat().st_size < 2 * 2**20
+
+
+def test_forged_replies_earn_nothing(graded):
+    scores = part_scores(graded["course"], "forges_replies", "q6_basic_gradients")
+    assert scores["q6c_tracking"] == 0
+    assert "out of turn" in graded["rows"]["forges_replies"]["notes"]
+
+
+def test_a_patch_made_while_a_check_runs_costs_that_check(graded):
+    scores = part_scores(graded["course"], "patches_during_a_check", "q6_basic_gradients")
+    assert scores["q6a_analytic_gradient"] == 0 and scores["q6_gradient"] == 4
+    assert "while this check ran" in graded["rows"]["patches_during_a_check"]["notes"]

@@ -294,3 +294,22 @@ def test_state_cannot_pass_between_notebooks_through_ipc(judge):
         "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nprint(libc.shmget(1234, 4096, 0o1666), "
         "libc.msgget(1234, 0o1666), libc.semget(1234, 1, 0o1666))")
     assert verdict.text(0) == "-1 -1 -1\n"
+
+
+def test_a_tiny_storage_viewed_as_a_huge_tensor_is_not_copied(judge):
+    verdict = run(judge, "import torch\nx = torch.zeros(1).expand(2**40)", check("assert x.sum() == 0"))
+    assert verdict.error(1)["ename"] == "ResourceLimitError"
+
+
+def test_the_student_learns_only_which_of_their_names_a_check_reads(judge):
+    # A student object notices when the kernel describes it (its repr is asked for): only the name the check reads
+    # as a variable is described, not the names of attributes it uses nor the names it defines itself.
+    verdict = run(judge,
+        "seen = []\nclass Spy:\n    def __init__(self, name):\n        self.name = name\n"
+        "    def __repr__(self):\n        seen.append(self.name)\n        return 'spy'\n"
+        "for name in ('tolist', 'detach', 'graph_was_used', 'helper', 'probe_me'):\n    globals()[name] = Spy(name)",
+        check("import torch\ngraph_was_used = True\ndef helper():\n    return probe_me\n"
+              "assert repr(helper()) == 'spy' and torch.tensor([1.0]).detach().tolist() == [1.0]"),
+        "print(sorted(set(seen)))")
+    assert verdict.passed(1), verdict.error(1)
+    assert verdict.text(2) == "['probe_me']\n"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import builtins
 import ctypes
+import math
 import re
 import sys
 import time
@@ -224,6 +225,9 @@ class _Builder:
             raise TypeError("a tensor without a storage")
         dtype = _dtype(entry["dtype"])
         shape, stride, offset = [int(n) for n in entry["shape"]], [int(n) for n in entry["stride"]], int(entry["offset"])
+        # A tiny storage can be viewed as a huge tensor (stride 0): the copy may hold no more than the check may read.
+        if math.prod(shape) * dtype.itemsize > self.mirror.remote.budget:
+            raise CheckTooLarge()
 
         def view() -> torch.Tensor:
             return torch.empty(0, dtype=dtype).set_(storage, offset, shape, stride)

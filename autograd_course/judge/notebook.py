@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dis
 import io
 import signal
 import sys
@@ -25,6 +26,7 @@ import time
 import traceback
 import types
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,9 +70,14 @@ class Verdict:
 
     cells: dict[int, dict] = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=lambda: {"kernels": 0.0, "student cells": 0.0, "checks": 0.0})
 
     def as_message(self) -> dict:
-        return {"cells": {str(index): cell for index, cell in self.cells.items()}, "events": self.events}
+        return {
+            "cells": {str(index): cell for index, cell in self.cells.items()},
+            "events": self.events,
+            "seconds": self.seconds,
+        }
 
 
 class NotebookJudge:
@@ -96,8 +103,10 @@ class NotebookJudge:
                     break
                 try:
                     if self.kernel is None:
-                        self._start_kernel(cells[:position])
-                    outputs = self._check(cell) if cell.is_test else self._student_cell(cell)
+                        with self._timed("kernels"):
+                            self._start_kernel(cells[:position])
+                    with self._timed("checks" if cell.is_test else "student cells"):
+                        outputs = self._check(cell) if cell.is_test else self._student_cell(cell)
                 except KernelLost as lost:
                     self.kernel = None
                     self.failed.add(cell.index)
@@ -108,6 +117,14 @@ class NotebookJudge:
             if self.kernel is not None:
                 self.kernel.stop()
         return self.verdict
+
+    @contextmanager
+    def _timed(self, what: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.verdict.seconds[what] += time.perf_counter() - started
 
     def _start_kernel(self, before: list[Cell]) -> None:
         """A new kernel, brought to where the last one was: the student cells before this one run again (their
@@ -174,11 +191,10 @@ class NotebookJudge:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 body, tail = _compile_cell(cell.source, filename)
-                used = _names_used(body) | (_names_used(tail) if tail is not None else set())
                 student_names = remote.ask("names").get("names")
                 if type(student_names) is not list:
                     raise MalformedValues("the kernel's names are not a list")
-                wanted = sorted(name for name in used if name in set(student_names) and name not in BUILTIN_NAMES)
+                wanted = sorted(_names_to_fetch(body, tail) & set(student_names))
                 fetched = mirror.fetch(wanted) if wanted else {}
                 namespace.update(fetched)
                 sys.stdout = sys.stderr = stdout
@@ -282,11 +298,24 @@ def _compile_cell(source: str, filename: str) -> tuple[types.CodeType, types.Cod
     return body, tail
 
 
-def _names_used(code: types.CodeType) -> set[str]:
-    names = set(code.co_names)
+def _names_to_fetch(body: types.CodeType, tail: types.CodeType | None) -> set[str]:
+    """The student names a check reads: global reads anywhere in it, less what the check binds at its top level
+    (its own imports, helpers and results). Only names, never attribute names: which names are asked for is all
+    the student's process learns of a check."""
+    reads, binds = set(), set()
+    for code in (body, tail):
+        if code is None:
+            continue
+        reads |= _global_reads(code)
+        binds |= {ins.argval for ins in dis.get_instructions(code) if ins.opname in ("STORE_NAME", "DELETE_NAME")}
+    return reads - binds - BUILTIN_NAMES
+
+
+def _global_reads(code: types.CodeType) -> set[str]:
+    names = {ins.argval for ins in dis.get_instructions(code) if ins.opname in ("LOAD_NAME", "LOAD_GLOBAL")}
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            names |= _names_used(const)
+            names |= _global_reads(const)
     return names
 
 

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from ..sandbox.bwrap import SandboxUnavailable
 from ..sandbox.client import Sandbox, SandboxLost
+from ..sandbox.lockdown import limit_memory
 from ..wire import Channel, WireError, channel_from_fd, connected_pair
 from .notebook import GRACE_SECONDS, NotebookJudge, Plan
 
 JUDGE_MARGIN = 30.0  # seconds past a notebook's budget before its judge is presumed stuck
+JUDGE_MEMORY_MB = 4096
 
 
 def warm_up() -> None:
@@ -67,6 +69,8 @@ def judge_notebook(plan_message: dict, sandbox: Sandbox) -> dict:
     if pid == 0:
         ours.close()
         try:
+            # The judge copies student objects: whatever they claim, it may not take the machine's memory.
+            limit_memory(JUDGE_MEMORY_MB)
             message = {"verdict": NotebookJudge(plan, sandbox).run().as_message()}
         except SandboxLost as error:
             message = {"sandbox_lost": str(error)}

@@ -34,12 +34,17 @@ def apply_limits(memory_mb: int, cpu_seconds: int, file_mb: int = 16, open_files
     """Cap this process. The address-space cap is on top of what the warm image already maps, so the budget is
     what the student's code may add."""
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-    with open("/proc/self/statm") as statm:
-        mapped = int(statm.read().split()[0]) * resource.getpagesize()
-    resource.setrlimit(resource.RLIMIT_AS, (mapped + memory_mb * 2**20,) * 2)
+    limit_memory(memory_mb)
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb * 2**20,) * 2)
     resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def limit_memory(memory_mb: int) -> None:
+    """Cap the address space at what is mapped now plus ``memory_mb``."""
+    with open("/proc/self/statm") as statm:
+        mapped = int(statm.read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + memory_mb * 2**20,) * 2)
 
 
 def forbid_escapes() -> None:
