@@ -313,3 +313,17 @@ def test_the_student_learns_only_which_of_their_names_a_check_reads(judge):
         "print(sorted(set(seen)))")
     assert verdict.passed(1), verdict.error(1)
     assert verdict.text(2) == "['probe_me']\n"
+
+
+def test_a_traceback_never_shows_a_file_the_student_names(judge, tmp_path):
+    # A frame can claim any file name; the judge shows the line the kernel saw, never reads the file itself.
+    secret = tmp_path / "instructor_notes.py"
+    secret.write_text("first line\nINSTRUCTOR_SECRET_LINE = 1\n")
+    verdict = run(judge,
+        f"exec(compile('\\n' + 'def dy_dx(x):\\n    raise ValueError(\"boom\")', {str(secret)!r}, 'exec'))",
+        check("dy_dx(1.0)"))
+    error = verdict.error(1)
+    assert error["ename"] == "ValueError" and error["evalue"] == "boom"
+    shown = "".join(error["traceback"])
+    assert str(secret) in shown and ", line 3, in dy_dx" in shown
+    assert "INSTRUCTOR_SECRET_LINE" not in shown

@@ -29,6 +29,7 @@ import re
 import sys
 import time
 import types
+import weakref
 
 import torch
 
@@ -334,19 +335,31 @@ def _traceback(frames: list) -> types.TracebackType | None:
     """A real traceback naming the student's frames (file, line, function), so that a check can inspect where an
     error was raised exactly as it would in Jupyter."""
     tb = None
-    for filename, line, function in reversed(frames[-32:]):
-        tb = types.TracebackType(tb, _frame_named(str(filename)[:500], str(function)[:200]), 0, max(int(line), 1))
+    for filename, line, function, *text in reversed(frames[-32:]):
+        line = min(max(int(line), 1), 100_000)
+        frame, lasti = _frame_at(str(filename)[:500], str(function)[:200], line)
+        STUDENT_LINES[frame.f_code] = str(text[0] if text else "")[:300]
+        tb = types.TracebackType(tb, frame, lasti, line)
     return tb
 
 
-def _frame_named(filename: str, function: str) -> types.FrameType:
+# The source line of each frame rebuilt from a student's traceback, as the kernel reported it. The judge never
+# reads a file a student names: a traceback is shown from these.
+STUDENT_LINES: "weakref.WeakKeyDictionary[types.CodeType, str]" = weakref.WeakKeyDictionary()
+
+
+def _frame_at(filename: str, function: str, line: int) -> tuple[types.FrameType, int]:
+    """A finished frame of a code object named ``function`` in ``filename``, and the offset of an instruction on
+    ``line`` (Python 3.11 reads a traceback's line from its instruction offset)."""
+    source = "\n" * (line - 1) + "import sys; frame = sys._getframe()"
     try:
-        code = compile("import sys\nframe = sys._getframe()", filename, "exec").replace(co_name=function)
+        code = compile(source, filename, "exec").replace(co_name=function)
     except (ValueError, TypeError):
-        code = compile("import sys\nframe = sys._getframe()", "<unknown>", "exec")
+        code = compile(source, "<unknown>", "exec")
     scope: dict = {}
     exec(code, scope)
-    return scope["frame"]
+    lasti = next((2 * index for index, (start, *_) in enumerate(code.co_positions()) if start == line), 0)
+    return scope["frame"], lasti
 
 
 def _dtype(name) -> torch.dtype:

@@ -20,6 +20,7 @@ import ast
 import builtins
 import dis
 import io
+import linecache
 import signal
 import sys
 import time
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..sandbox.client import KernelLost, Sandbox, SandboxLost
-from .mirror import CheckOutOfTime, CheckTooLarge, MalformedValues, Mirror, Remote
+from .mirror import STUDENT_LINES, CheckOutOfTime, CheckTooLarge, MalformedValues, Mirror, Remote
 
 GRACE_SECONDS = 2.0  # past a cell's limit, how long its kernel may take to report its own timeout
 OWN_FILES = str(Path(__file__).resolve().parent.parent)  # the grader's frames never show in a traceback
@@ -327,13 +328,18 @@ def _describe_failure(exc: BaseException, check_file: str) -> dict:
         evalue = str(exc)
     except Exception:  # noqa: BLE001
         evalue = "<unprintable exception>"
-    frames = [
-        frame for frame in traceback.extract_tb(exc.__traceback__)
-        if frame.filename != check_file and not frame.filename.startswith(OWN_FILES)
-    ]
-    lines = traceback.format_list(frames)
+    lines = []
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        code = frame.f_code
+        if code in STUDENT_LINES:
+            text = STUDENT_LINES[code]  # a student's frame: never read the file it names
+        elif code.co_filename == check_file or code.co_filename.startswith(OWN_FILES):
+            continue
+        else:
+            text = linecache.getline(code.co_filename, line or 0).strip()
+        lines.append(f'  File "{code.co_filename}", line {line}, in {code.co_name}\n' + (f"    {text}\n" if text else ""))
     if lines:
-        lines.insert(0, "Traceback (most recent call last):\n")
+        lines = ["Traceback (most recent call last):\n", *lines[-30:]]
     return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [*lines, f"{ename}: {evalue}"]}
 
 

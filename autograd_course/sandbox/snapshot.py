@@ -13,7 +13,7 @@ stored ``x.grad`` and ``x.grad`` itself, say) are one object on the other side t
   "grad", "retains_grad", and "node": null for a leaf, else {"name": the grad_fn's class, "leaves": the leaf
   tensors its graph reaches}
 - ``exception``: "name", "bases" (its builtin exception classes, nearest first), "message", "args",
-  "traceback" ([file, line, function] per frame, outermost first)
+  "traceback" ([file, line, function, source line] per frame, outermost first)
 - ``callable``: "name"; ``module``: "name"; ``dtype`` / ``device``: "name"; ``size``: "items"
 - ``ndarray``: "dtype", "shape", "b64"
 - ``object``: "type", "repr": anything else; the judge reads its attributes one by one
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import linecache
 import sys
 import traceback
 import types
@@ -283,7 +284,8 @@ class Encoder:
         try:
             for frame, line in traceback.walk_tb(error.__traceback__):
                 code = frame.f_code
-                frames.append([str(code.co_filename)[:500], int(line or 0), str(code.co_name)[:200]])
+                text = linecache.getline(code.co_filename, line or 0).strip()[:300]
+                frames.append([str(code.co_filename)[:500], int(line or 0), str(code.co_name)[:200], text])
         except BaseException:  # noqa: BLE001
             frames = []
         entry["traceback"] = frames[-MAX_FRAMES:]
