@@ -28,6 +28,7 @@ from functools import cache
 from pathlib import Path
 
 import nbformat
+from nbformat.v4.nbjson import JSONReader
 from nbformat.validator import normalize
 
 from . import outcomes
@@ -91,6 +92,7 @@ def _clean(detail: str) -> str:
 def _what(mode: int) -> str:
     for test, what in (
         (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISREG, "a file"),
         (stat.S_ISDIR, "a folder"),
         (stat.S_ISFIFO, "a named pipe"),
         (stat.S_ISSOCK, "a socket"),
@@ -381,7 +383,7 @@ def parse_notebook(data: bytes, label: str) -> tuple[nbformat.NotebookNode, list
         changes += _repair_cell_ids(notebook)
         if changes:
             repairs.append(f"{label} had {changes} invalid or missing field(s), repaired")
-        nb = nbformat.from_dict(notebook)
+        nb = JSONReader().to_notebook(notebook)  # as nbformat.read makes it: sources joined, transient keys gone
         nbformat.validate(nb)
         repairs += _drop_malformed_grading_metadata(nb, label)
         nbformat.writes(nb).encode("utf-8")  # what staging will write, tried first
