@@ -567,13 +567,14 @@ def _take(folder_fd: int, name: str) -> _Taken:
     return _Taken(nb, "invalid" if repairs else None, "; ".join(repairs) or None)
 
 
-def _take_all(course: Course, folder_fd: int, out_dir: Path, releases: dict[str, Path]) -> dict[str, _Taken]:
+def _take_all(folder_fd: int, out_dir: Path, releases: dict[str, Path]) -> dict[str, _Taken]:
+    """Each notebook of the course (the keys of ``releases``) as found in the open assignment folder."""
     try:
         copy_small_file(folder_fd, "timestamp.txt", out_dir / "timestamp.txt")  # late penalties read it
     except Unreadable:
         pass  # not something `nbgrader collect` wrote: graded as if it had none
     taken: dict[str, _Taken] = {}
-    for notebook_id in course.notebook_ids:
+    for notebook_id in releases:
         name = f"{notebook_id}.ipynb"
         try:
             taken[notebook_id] = _take(folder_fd, name)
@@ -583,7 +584,7 @@ def _take_all(course: Course, folder_fd: int, out_dir: Path, releases: dict[str,
     if elsewhere:
         try:
             wanted = {notebook_id: _answer_ids(nbformat.read(releases[notebook_id], 4)) for notebook_id in elsewhere}
-            expected = {f"{notebook_id}.ipynb" for notebook_id in course.notebook_ids}
+            expected = {f"{notebook_id}.ipynb" for notebook_id in releases}
             renamed, cut_short = _find_renamed(folder_fd, wanted, expected)
         except Exception:  # noqa: BLE001 - the search is a courtesy: without it, the notebooks stay as found
             renamed, cut_short = {}, False
@@ -665,7 +666,7 @@ def stage_student(course: Course, student_dir: Path, staging_root: Path) -> None
         everything = _Taken(kind="invalid", detail=f"{reason}; {_BLANK}")
     else:
         try:
-            taken = _take_all(course, folder_fd, out_dir, releases)
+            taken = _take_all(folder_fd, out_dir, releases)
         except Exception as error:  # noqa: BLE001 - each notebook's own problems are caught inside: this is not one
             everything = _Taken(kind="invalid", detail=f"the submission cannot be read ({_error(error)}); {_BLANK}")
         finally:
