@@ -42,6 +42,8 @@ MAX_SOURCE_CHARS = 2**20
 MAX_CELLS = 1000
 #: JSON nesting kept in a notebook (outputs are dropped before this is checked); far below Python's recursion limit
 MAX_DEPTH = 64
+#: JSON values kept in a notebook (outputs are dropped first); a notebook has a few thousand
+MAX_VALUES = 100_000
 #: the longest JSON number literal (Python refuses to convert integers of more than 4300 digits)
 MAX_NUMBER_CHARS = 1000
 MAX_GRADE_ID_CHARS = 100
@@ -52,7 +54,7 @@ MAX_SMALL_FILE_BYTES = 1024
 SEARCH_MAX_DEPTH = 4  # folder levels below the assignment folder
 SEARCH_MAX_ENTRIES = 2000  # folder entries looked at, in all
 SEARCH_MAX_FILES = 20  # candidate notebooks read
-SEARCH_MAX_BYTES = 64 * 2**20  # bytes read from candidates, in all
+SEARCH_MAX_BYTES = 2 * MAX_NOTEBOOK_BYTES  # bytes read from candidates, in all
 
 _NO_BLOCK = os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW
 _FILE_FLAGS = os.O_RDONLY | _NO_BLOCK
@@ -302,21 +304,28 @@ def _clear_outputs(data: dict) -> None:
 
 
 def _check_tree(data, label: str) -> None:
-    """Every string (keys too) encodable and free of NUL, and no deeper nesting than MAX_DEPTH; iterative, so
-    the check itself cannot hit the recursion limit."""
-    stack = [(data, 1)]
+    """Every string (keys too) encodable and free of NUL, no deeper nesting than MAX_DEPTH and no more than
+    MAX_VALUES values (what follows, the schema validation above all, takes time in proportion to them; a
+    container's size is counted before its items are looked at). Iterative, so the check itself cannot hit
+    the recursion limit."""
+    stack, counted = [(data, 1)], 1
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
             _check_text(value, label)
             continue
-        if depth > MAX_DEPTH and isinstance(value, (dict, list)):
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > MAX_DEPTH:
             raise Unreadable(f"{label} nests objects more than {MAX_DEPTH} levels deep")
+        counted += len(value)
+        if counted > MAX_VALUES:
+            raise Unreadable(f"{label} holds more than {MAX_VALUES} JSON values besides its outputs")
         if isinstance(value, dict):
             for key, item in value.items():
                 _check_text(key, label)
                 stack.append((item, depth + 1))
-        elif isinstance(value, list):
+        else:
             stack.extend((item, depth + 1) for item in value)
 
 

@@ -231,6 +231,8 @@ BROKEN = {
     # too much of it
     "too many cells": (changed(lambda data: data["cells"].extend([data["cells"][1]] * intake.MAX_CELLS)), "more than 1000 cells"),
     "too much source": (setitem(["cells", 3, "source"], "#" * (intake.MAX_SOURCE_CHARS + 1)), "characters of code and text"),
+    "too many values": (setitem(["metadata", "junk"], [[]] * intake.MAX_VALUES), "more than 100000 JSON values"),
+    "too many source lines": (setitem(["cells", 3, "source"], [""] * intake.MAX_VALUES), "more than 100000 JSON values"),
 }
 
 
@@ -304,6 +306,7 @@ def test_outputs_are_dropped_whatever_they_hold(course):
     data["cells"][answer]["outputs"] = [
         {"output_type": "stream", "name": "stdout", "text": "lone \ud800 and NUL \x00"},
         {"output_type": "display_data", "metadata": {}, "data": {"application/json": json.loads(nested(500))}},
+        {"output_type": "display_data", "metadata": {}, "data": {"application/json": [[]] * 2 * intake.MAX_VALUES}},
     ]
     submit(course, STUDENT, {**honest(course), Q6: json.dumps(data).encode()})
     staged = stage(course)
