@@ -25,7 +25,7 @@ import nbformat
 
 from . import outcomes
 from .course import Course, CourseError
-from .intake import stage_student
+from .intake import stage_as_error, stage_student
 
 WORK_DIR = ".grading"  # inside the course root: nbgrader wants its folders there; removed after each run
 
@@ -134,8 +134,7 @@ def grade(
     with _exclusive_work_dir(course) as work:
         prepare_gradebook(course)
         staging = work / "submitted"
-        for student in selected:
-            stage_student(course, course.submitted_dir / student, staging)
+        stage_submissions(course, selected, staging)
         overrides = {
             "CourseDirectory.submitted_directory": f"{WORK_DIR}/submitted",
             "SandboxedExecute.sandbox": sandbox,
@@ -146,6 +145,17 @@ def grade(
     rows = collect_rows(course, students, failures)
     write_grades_csv(course, rows)
     return rows
+
+
+def stage_submissions(course: Course, students: list[str], staging: Path) -> None:
+    """Stage each student's notebooks. A student whose folder cannot be staged at all is staged as the release
+    with an `error` outcome saying why (graded, 0 points, a row in grades.csv); the others are not affected."""
+    for student in students:
+        try:
+            stage_student(course, course.submitted_dir / student, staging)
+        except Exception as error:  # noqa: BLE001 - one student's folder must not stop the class
+            why = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            stage_as_error(course, course.submitted_dir / student, staging, f"the submission could not be staged ({why})")
 
 
 def _grade_students(course, students, overrides, jobs, progress) -> dict[str, str]:

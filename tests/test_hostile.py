@@ -208,10 +208,7 @@ def hostile_class(module_course, tmp_path_factory):
         "links_a_folder": full(course, q6_basic_gradients=None),
         # --- the verdict is not the student's process's to give
         "forges_replies": full(course, q6_basic_gradients=q6_with(course, FORGED_REPLIES)),
-        "reads_the_tests": full(course, q6_basic_gradients=q6_with(course,
-            "import sys\ncompiled = []\nsys.addaudithook(lambda event, args: compiled.append(repr(args)[:5000]) "
-            "if event == 'compile' else None)", "q6-gradient-answer", before=True)
-            if False else _reads_the_tests(course)),
+        "reads_the_tests": full(course, q6_basic_gradients=_reads_the_tests(course)),
         "patches_during_a_check": full(course, q6_basic_gradients=solved(course, q6, {
             "q6a-answer": "def dy_dx(x):\n    import torch\n    torch.Tensor.__add__ = lambda self, other: self\n"
             "    return 2 * x + 3\n"})),
@@ -229,10 +226,25 @@ def hostile_class(module_course, tmp_path_factory):
             "kept = 'STUDENT_' + 'SECRET_' + '271828'\nprint(kept)") for notebook_id in course.notebook_ids},
         "hunts_secrets": {notebook_id: _starts_with(solved(course, notebook_id),
             MEMORY_SCAN + "print('HUNTED', _count_in_memory(rb'STUDENT_SECRET_[0-9]{6}'))") for notebook_id in course.notebook_ids},
+        # --- files that used to stop or stall the whole run
+        "lone_surrogate_and_pipes": full(course, q6_basic_gradients=_with_source(solved(course, q6), "x = 1  # \ud800"),
+                                         q7_weights=None),
+        "deep_nesting_and_long_int": full(
+            course, q6_basic_gradients=b'{"cells": ' + b"[" * 100_000 + b"]" * 100_000 + b', "nbformat": 4}',
+            q8_breaking_the_graph=nbformat.writes(solved(course, "q8_breaking_the_graph")).replace(
+                '"nbformat": 4', f'"n": {"9" * 5000}, "nbformat": 4').encode()),
+        "malformed_grade_id": full(course, q6_basic_gradients=_grade_id_as_number(solved(course, q6), "q6-gradient-answer")),
     }
     for student, notebooks in students.items():
         submit(course, student, notebooks)
     (root / "submitted" / "empty_folder").mkdir(parents=True)
+    # Named pipes: where a notebook should be, where nbgrader collect leaves timestamp.txt, and among the files
+    # the search for a renamed notebook looks at. Reading any of them would block the run for ever.
+    pipes = root / "submitted" / "lone_surrogate_and_pipes" / "autograd_basics"
+    for name in ("q7_weights.ipynb", "timestamp.txt", "spare.ipynb"):
+        os.mkfifo(pipes / name)
+    (root / "submitted" / "folder_is_a_pipe").mkdir()
+    os.mkfifo(root / "submitted" / "folder_is_a_pipe" / "autograd_basics")
     nbformat.write(solved(course, q9), root / "submitted" / "renamed_notebook" / "autograd_basics" / "Q9 (copy).ipynb")
     # Symbolic links to the instructor's notebooks (solutions inside) must not be graded.
     source_q6 = root / "source" / "autograd_basics" / f"{q6}.ipynb"
@@ -257,7 +269,8 @@ def hostile_class(module_course, tmp_path_factory):
         rows = {row["student_id"]: row for row in csv.DictReader(handle)}
     return {
         "course": course, "rows": rows, "result": result, "seconds": seconds, "before": before,
-        "outside": outside, "listener": listener, "students": set(students) | {"empty_folder"}, "run_id": run_id,
+        "outside": outside, "listener": listener, "students": set(students) | {"empty_folder", "folder_is_a_pipe"},
+        "run_id": run_id,
     }
 
 
@@ -333,6 +346,22 @@ def _unflagged(nb, grade_id):
     meta["grade"] = False
     meta.pop("points", None)
     return nb
+
+
+def _with_source(nb, text):
+    """The notebook as JSON bytes with ``text`` added to its first answer cell (json.dumps escapes what UTF-8
+    cannot hold, such as a lone surrogate, so the file is valid UTF-8 and valid JSON)."""
+    data = json.loads(nbformat.writes(nb))
+    answer = next(cell for cell in data["cells"] if cell["metadata"].get("nbgrader", {}).get("solution"))
+    answer["source"] = "".join(answer["source"]) + "\n" + text
+    return json.dumps(data).encode()
+
+
+def _grade_id_as_number(nb, grade_id):
+    """Valid for nbformat, but not for nbgrader's metadata schema: a grade_id that is a number."""
+    data = json.loads(nbformat.writes(nb))
+    data["cells"][_find(nb, grade_id)]["metadata"]["nbgrader"]["grade_id"] = 6
+    return json.dumps(data).encode()
 
 
 def _without_ids(nb):
@@ -449,11 +478,28 @@ def test_processes_cannot_be_started(graded):
         ("looks_for_files", "ok", "40"),
         ("leaves_a_secret", "ok", "40"),
         ("hunts_secrets", "ok", "40"),
+        ("lone_surrogate_and_pipes", "invalid:q6_basic_gradients;invalid:q7_weights", "20"),
+        ("deep_nesting_and_long_int", "invalid:q6_basic_gradients;invalid:q8_breaking_the_graph", "20"),
+        ("folder_is_a_pipe", "invalid:q6_basic_gradients;invalid:q7_weights;invalid:q8_breaking_the_graph;"
+                             "invalid:q9_gradient_accumulation", "0"),
+        ("malformed_grade_id", "invalid:q6_basic_gradients;tampered:q6_basic_gradients", "40"),
     ],
 )
 def test_each_case_scores_its_intact_parts_and_names_what_happened(graded, student, status, score):
     row = graded["rows"][student]
     assert (row["status"], row["score"], row["max_score"]) == (status, score, "40"), row["notes"]
+
+
+def test_files_that_used_to_stop_the_run_are_named_in_the_notes(graded):
+    rows = graded["rows"]
+    for student, phrases in {
+        "lone_surrogate_and_pipes": ["lone surrogate (\\ud800)", "q7_weights.ipynb is a named pipe"],
+        "deep_nesting_and_long_int": ["nested too deeply", "an integer of more than 1000 digits"],
+        "folder_is_a_pipe": ["folder_is_a_pipe/autograd_basics is a named pipe, not a folder"],
+        "malformed_grade_id": ["malformed grading metadata"],
+    }.items():
+        for phrase in phrases:
+            assert phrase in rows[student]["notes"], (student, phrase, rows[student]["notes"])
 
 
 def test_patched_checks_still_fail_the_wrong_answer(graded):
