@@ -144,6 +144,8 @@ def hostile_class(module_course, tmp_path_factory):
         "honest_full": full(course),
         "honest_mistake": full(course, q6_basic_gradients=by_name("q6 forgot requires_grad on x").build(course)),
         "honest_blank": {notebook_id: submission(course, notebook_id) for notebook_id in course.notebook_ids},
+        # Jupyter shows the value of a cell's last expression; so does the grader, and it is valid nbformat.
+        "honest_shows_values": {notebook_id: _ends_with(solved(course, notebook_id), "1 + 1") for notebook_id in course.notebook_ids},
         # --- reaching outside the sandbox
         "reads_secrets": full(course, q6_basic_gradients=q6_with(course, "\n".join(
             f"try:\n    open({str(path)!r}, 'rb').read()\n    print('READ {name}')\nexcept OSError as error:\n    print('denied', error)"
@@ -468,6 +470,7 @@ def test_processes_cannot_be_started(graded):
         ("extra_files", "ok", "40"),
         ("links_to_source", "invalid:q6_basic_gradients", "30"),
         ("links_a_folder", "missing:q6_basic_gradients", "30"),
+        ("honest_shows_values", "ok", "40"),
         ("forges_replies", "tampered:q6_basic_gradients", "38"),
         ("reads_the_tests", "ok", "40"),
         ("patches_during_a_check", "tampered:q6_basic_gradients", "38"),

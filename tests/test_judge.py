@@ -327,3 +327,18 @@ def test_a_traceback_never_shows_a_file_the_student_names(judge, tmp_path):
     shown = "".join(error["traceback"])
     assert str(secret) in shown and ", line 3, in dy_dx" in shown
     assert "INSTRUCTOR_SECRET_LINE" not in shown
+
+
+def test_the_value_of_a_cells_last_expression_is_shown_as_jupyter_shows_it(judge):
+    import nbformat
+
+    verdict = run(judge, "x = 41", "x + 1", check("x"))
+    notebook = nbformat.v4.new_notebook()
+    for index in (1, 2):
+        result = verdict.cells[index]["outputs"][-1]
+        assert result["output_type"] == "execute_result" and result["execution_count"] == verdict.cells[index]["execution_count"]
+        cell = nbformat.v4.new_code_cell(execution_count=result["execution_count"])
+        cell.outputs = [nbformat.from_dict(result)]
+        notebook.cells.append(cell)
+    nbformat.validate(notebook)
+    assert verdict.cells[1]["outputs"][-1]["data"]["text/plain"] == "42"

@@ -252,6 +252,8 @@ class NotebookJudge:
             output, self.room, cut = _fit(output, self.room)
             overflowed |= cut
             if output is not None:
+                if output["output_type"] == "execute_result":
+                    output["execution_count"] = self.execution_count
                 kept.append(output)
         if overflowed:
             self._event("resource_limit", cell, f"output limit ({self.plan.output_limit} characters per notebook) reached")
