@@ -63,12 +63,20 @@ LEAVE_FILES = """
 import os
 os.makedirs('/tmp/left/inner', exist_ok=True)
 open('/tmp/left/inner/note', 'w').write('for the next notebook')
-os.chmod('/tmp/left/inner', 0)
-os.chmod('/tmp/left', 0)
 if not os.path.exists('/tmp/pipe'):
     os.mkfifo('/tmp/pipe')
 open('/dev/shm/left', 'w').write('x')
-os.chmod('/tmp', 0)
+os.chdir('/tmp')
+for _ in range(2500):
+    os.mkdir('deeper')
+    os.chdir('deeper')
+os.chdir('/tmp')
+for path, where in (('/tmp/left', '/tmp'), ('/left', '/'), ('/dev/left', '/dev')):
+    try:
+        open(path + '.txt', 'w').write('x')
+        os.chmod(where, 0)
+    except OSError:
+        pass
 """
 LOOK_FOR_FILES = "import os\nprint('LOOKED', sorted(os.listdir('/tmp')), sorted(os.listdir('/dev/shm')))"
 

@@ -102,23 +102,46 @@ def test_torch_imports_cleanly_with_numpy(judge):
 
 
 def test_each_notebook_starts_clean(judge):
-    run(judge, "import torch, os\nleft_behind = 1\ntorch.secret = 2\nopen('/tmp/note.txt', 'w').write('x')\n"
-               "os.makedirs('/tmp/locked/inner')\nopen('/tmp/locked/inner/f', 'w').write('x')\n"
-               "os.chmod('/tmp/locked/inner', 0)\nos.chmod('/tmp/locked', 0)\nos.mkfifo('/tmp/pipe')\n"
-               "open('/dev/shm/shared', 'w').write('x')\nos.chmod('/tmp', 0)")
+    leave = run(judge,
+        "import torch, os\nleft_behind = 1\ntorch.secret = 2\nopen('/tmp/note.txt', 'w').write('x')\n"
+        "os.makedirs('/tmp/locked/inner')\nopen('/tmp/locked/inner/f', 'w').write('x')\nos.mkfifo('/tmp/pipe')\n"
+        "open('/dev/shm/shared', 'w').write('x')\nos.chdir('/tmp')\n"
+        "for _ in range(2500):  # deeper than a path can name\n    os.mkdir('d')\n    os.chdir('d')\n"
+        "open('bottom', 'w').write('x')\nos.chdir('/tmp')\n"
+        "for path in ('/tmp/locked/inner', '/tmp/locked', '/tmp'):\n    try:\n        os.chmod(path, 0)\n"
+        "    except PermissionError:\n        print('chmod denied')\n"
+        "for path in ('/left.txt', '/dev/left', '/usr/left'):\n    try:\n        open(path, 'w')\n"
+        "    except OSError as error:\n        print(error.strerror)")
+    assert leave.text(0) == "chmod denied\n" * 3 + "Read-only file system\n" * 3, leave.cells[0]
     verdict = run(judge, "import os, torch\nprint('left_behind' in globals(), hasattr(torch, 'secret'), "
                          "sorted(os.listdir('/tmp')), sorted(os.listdir('/dev/shm')), oct(os.stat('/tmp').st_mode))")
     assert verdict.text(0) == "False False [] [] 0o40755\n"
+
+
+def test_a_notebook_cannot_reach_the_machine_or_the_zygote(judge):
+    verdict = run(judge,
+        "import ctypes, os, resource\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "class rlimit(ctypes.Structure):\n    _fields_ = [('cur', ctypes.c_ulong), ('max', ctypes.c_ulong)]\n"
+        "print(libc.prlimit64(os.getppid(), resource.RLIMIT_FSIZE, ctypes.byref(rlimit(2**20, 2**20)), None))\n"
+        "for path in ('/proc/sys/vm/swappiness', '/proc/sys/kernel/core_pattern'):\n    try:\n"
+        "        open(path, 'w').write(open(path).read())\n        print('wrote', path)\n    except OSError as error:\n"
+        "        print(error.strerror)\n"
+        "try:\n    os.chmod('/dev/null', 0o666)\nexcept PermissionError:\n    print('chmod denied')")
+    assert verdict.text(0) == "-1\nRead-only file system\nRead-only file system\nchmod denied\n", verdict.cells[0]
+    assert run(judge, "print(open('/dev/null', 'w').write('fine'))").text(0) == "4\n"
 
 
 def test_honest_code_is_not_reported_as_tampering(judge):
     verdict = run(judge,
         "import torch, math, copy\nx = torch.tensor([1.0], requires_grad=True)\nopt = torch.optim.SGD([x], lr=0.1)\n"
         "(x * 2).backward()\nstored = copy.copy(x.grad)\nopt.step()\nopt.zero_grad()\nimport torch.distributions\n"
-        "import warnings\nwarnings.simplefilter('ignore')\nsum = 3\nmax = [1]\nabs = lambda v: 0",
-        check("assert abs(-1) == 1 and len([sum]) == 1 and max([1, 2]) == 2"))
+        "import warnings\nwarnings.simplefilter('ignore')\nsum = 3\nmax = [1]\nabs = lambda v: 0\n"
+        "torch.set_default_dtype(torch.float64)\nimport logging, gettext\nlogging.captureWarnings(True)\n"
+        "gettext.install('course')\ndef dy_dx(x):\n    torch.set_default_dtype(torch.float32)\n    return 2 * x + 3",
+        check("assert abs(-1) == 1 and len([sum]) == 1 and max([1, 2]) == 2"),
+        check("import torch\nassert dy_dx(torch.tensor([2.0])).tolist() == [7.0]"))
     assert verdict.events == []
-    assert verdict.passed(1)
+    assert verdict.passed(1) and verdict.passed(2), verdict.error(2)
 
 
 # ------------------------------------------------------------------------ the verdict is the judge's
@@ -342,3 +365,15 @@ def test_the_value_of_a_cells_last_expression_is_shown_as_jupyter_shows_it(judge
         notebook.cells.append(cell)
     nbformat.validate(notebook)
     assert verdict.cells[1]["outputs"][-1]["data"]["text/plain"] == "42"
+
+
+def test_what_a_check_passes_to_student_code_never_comes_back_later(judge):
+    # The student's function keeps its hidden inputs; nothing after the check ever sees them, neither a later
+    # cell's output nor the message of a later check.
+    verdict = run(judge,
+        "import torch\nseen = []\ndef dy_dx(x):\n    seen.append(x.tolist())\n    return 2 * x + 3",
+        check("import torch\nassert dy_dx(torch.tensor([-4.25, 9.5])).tolist() == [-5.5, 22.0]"),
+        "print('seen', seen)",
+        check("assert seen == [], f'seen is {seen}'"))
+    assert verdict.passed(1) and verdict.passed(3), verdict.error(3)
+    assert verdict.text(2) == "seen []\n"

@@ -60,7 +60,8 @@ class JudgeService:
         """The verdict on one notebook: each code cell's outputs, and the events."""
         if self.process is None or self.process.poll() is not None:
             self.start()
-        deadline = time.monotonic() + plan["budget"] + len(plan["cells"]) * GRACE_SECONDS + 2 * JUDGE_MARGIN
+        # Two attempts (a broken sandbox is replaced once), and the time to start a sandbox in between.
+        deadline = time.monotonic() + 2 * (plan["budget"] + plan["cell_timeout"] + 2 * GRACE_SECONDS + JUDGE_MARGIN) + READY_TIMEOUT
         try:
             self.channel.send({"plan": plan}, deadline)
             reply = self.channel.receive(deadline)

@@ -57,8 +57,12 @@ class Remote:
     def __init__(self, kernel, deadline: float, budget: int, grace: float) -> None:
         self.kernel, self.deadline, self.budget, self.grace = kernel, deadline, budget, grace
         self.events: list[dict] = []
+        # Whether the kernel has been told more than which names the check reads: arguments, attribute names,
+        # the gradients asked for. A kernel that was told is not used for anything after the check.
+        self.told = False
 
     def ask(self, op: str, **fields) -> dict:
+        self.told |= op not in ("names", "fetch")
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise CheckOutOfTime()

@@ -6,6 +6,11 @@ process's clock; a check (a test cell) is compiled and run here, on faithful cop
 names (mirror.py), and it passes if and only if it runs to the end without an exception. The kernel's reports
 about its own cells (outputs, self-detected problems) are recorded but decide nothing.
 
+A kernel that has been told more about a check than which names it reads (the arguments of a call, the name of
+an attribute, the gradients asked for) is not used after that check: the cells after it run in a new kernel
+that replays the student cells first. So nothing a check passes to student code can come back in a later
+output or a later check's message.
+
 Time: each cell gets at most ``cell_timeout`` seconds, and the whole notebook at most ``budget`` seconds (derived
 from the release by the caller, not from how many cells the submission has). A kernel that overruns, crashes or
 breaks the protocol is killed; its cell fails with the reason, and the notebook goes on in a new kernel that first
@@ -39,6 +44,9 @@ OWN_FILES = str(Path(__file__).resolve().parent.parent)  # the grader's frames n
 BUILTIN_NAMES = frozenset(vars(builtins))
 REPORTED_KINDS = ("timeout", "resource_limit", "tampered")
 TRUNCATED = "\n[output truncated: the notebook's output limit was reached]\n"
+MAX_EVENTS = 50  # per notebook; grades.csv's notes stay readable
+MAX_EVENTS_PER_REPLY = 10
+MAX_OUTPUTS_PER_REPLY = 10  # a kernel sends at most four (stdout, stderr, a result, an error)
 
 
 @dataclass
@@ -72,12 +80,14 @@ class Verdict:
     cells: dict[int, dict] = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: {"kernels": 0.0, "student cells": 0.0, "checks": 0.0})
+    sandbox_dirty: str = ""
 
     def as_message(self) -> dict:
         return {
             "cells": {str(index): cell for index, cell in self.cells.items()},
             "events": self.events,
             "seconds": self.seconds,
+            "sandbox_dirty": self.sandbox_dirty,
         }
 
 
@@ -91,6 +101,7 @@ class NotebookJudge:
         self.execution_count = 0
         self.kernel = None
         self.failed: set[int] = set()
+        self.seen_events: set[tuple] = set()
         # Names a check defines stay for later checks, as in a kernel; the student's code never sees them.
         self.check_names: dict = {"__name__": "__main__", "__builtins__": builtins}
 
@@ -117,6 +128,8 @@ class NotebookJudge:
         finally:
             if self.kernel is not None:
                 self.kernel.stop()
+        # This notebook pays for what it leaves: if the sandbox cannot be emptied, it is replaced before the next.
+        self.verdict.sandbox_dirty = self.sandbox.clean()
         return self.verdict
 
     @contextmanager
@@ -171,10 +184,10 @@ class NotebookJudge:
         )
         if replay:
             return []
-        for event in reply.get("events", []) if type(reply.get("events")) is list else []:
+        for event in _list(reply.get("events"))[:MAX_EVENTS_PER_REPLY]:
             if type(event) is dict and event.get("kind") in REPORTED_KINDS:
-                self._event(event["kind"], cell, str(event.get("detail", ""))[:500])
-        return [output for output in map(_clean_output, _list(reply.get("outputs"))) if output is not None]
+                self._event(event["kind"], cell, _text(event.get("detail"), 300))
+        return _merge_outputs(_list(reply.get("outputs"))[:MAX_OUTPUTS_PER_REPLY])
 
     # --------------------------------------------------------------------------------------- checks
     def _check(self, cell: Cell) -> list[dict]:
@@ -230,6 +243,12 @@ class NotebookJudge:
             for name, copy in fetched.items():
                 if namespace.get(name) is copy:
                     del namespace[name]
+        if remote.told and self.kernel is not None:
+            # The kernel has seen what this check passed to the student's code (hidden inputs, say): the cells
+            # after the check run in a new kernel that has not, so nothing of it can be printed or smuggled into
+            # a later check's message.
+            self.kernel.stop()
+            self.kernel = None
         tampering = [event for event in remote.events if event.get("kind") == "tampered"]
         if tampering:
             details = "; ".join(str(event.get("detail", ""))[:200] for event in tampering[:5])
@@ -247,6 +266,10 @@ class NotebookJudge:
     # -------------------------------------------------------------------------------------- records
     def _record(self, cell: Cell, outputs: list[dict]) -> None:
         self.execution_count += 1
+        if self.room <= 0 and not cell.is_test:
+            # Past the cap a student cell keeps nothing, not even its error (it is not graded); a check keeps a
+            # short error, so that it still fails.
+            outputs = []
         kept, overflowed = [], False
         for output in outputs:
             output, self.room, cut = _fit(output, self.room)
@@ -260,9 +283,14 @@ class NotebookJudge:
         self.verdict.cells[cell.index] = {"outputs": kept, "execution_count": self.execution_count}
 
     def _event(self, kind: str, cell: Cell, detail: str) -> None:
-        event = {"kind": kind, "cell": cell.index, "detail": detail}
-        if event not in self.verdict.events:
-            self.verdict.events.append(event)
+        key = (kind, cell.index, detail)
+        if key in self.seen_events:
+            return
+        self.seen_events.add(key)
+        if len(self.verdict.events) < MAX_EVENTS:
+            self.verdict.events.append({"kind": kind, "cell": cell.index, "detail": detail})
+        elif len(self.verdict.events) == MAX_EVENTS:
+            self.verdict.events.append({"kind": kind, "cell": cell.index, "detail": "and more events, not listed"})
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -383,6 +411,23 @@ def _clean_output(output) -> dict | None:
             "traceback": [_text(line) for line in _list(output.get("traceback"))],
         }
     return None
+
+
+def _merge_outputs(raw: list) -> list[dict]:
+    """At most one stdout, one stderr, one result and one error per cell, in that order, whatever was sent."""
+    streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    result = error = None
+    for output in map(_clean_output, raw):
+        if output is None:
+            continue
+        if output["output_type"] == "stream":
+            streams[output["name"]].append(output["text"])
+        elif output["output_type"] == "execute_result":
+            result = result or output
+        else:
+            error = error or output
+    merged = [{"output_type": "stream", "name": name, "text": "".join(texts)} for name, texts in streams.items() if texts]
+    return merged + [output for output in (result, error) if output is not None]
 
 
 def _fit(output: dict, room: int) -> tuple[dict | None, int, bool]:

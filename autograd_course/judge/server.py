@@ -57,13 +57,23 @@ def main(args: list[str]) -> None:
 
 
 def judge_notebook(plan_message: dict, sandbox: Sandbox) -> dict:
-    """Judge one notebook in a fresh fork; replace the sandbox if the notebook left it in doubt."""
-    if not sandbox.running:
-        try:
-            sandbox.start()
-        except SandboxUnavailable as error:
-            return {"unavailable": str(error)}
-    plan = Plan.from_message(dict(plan_message))
+    """Judge one notebook in a fresh fork. A sandbox that broke or could not be emptied is replaced; if it broke
+    before the notebook was judged, the notebook is judged again in the new one, once."""
+    for attempt in range(2):
+        if not sandbox.running:
+            try:
+                sandbox.start()
+            except SandboxUnavailable as error:
+                return {"unavailable": str(error)}
+        reply = _judge_in_fork(Plan.from_message(dict(plan_message)), sandbox)
+        if "verdict" not in reply or reply["verdict"].get("sandbox_dirty"):
+            sandbox.stop()  # the control conversation may have been cut short, or the sandbox is not clean
+        if "sandbox_lost" not in reply:
+            return reply
+    return {"failed": f"the sandbox broke twice while grading this notebook: {reply['sandbox_lost']}"}
+
+
+def _judge_in_fork(plan: Plan, sandbox: Sandbox) -> dict:
     ours, theirs = connected_pair()
     pid = os.fork()
     if pid == 0:
@@ -81,7 +91,8 @@ def judge_notebook(plan_message: dict, sandbox: Sandbox) -> dict:
         finally:
             os._exit(0)
     theirs.close()
-    deadline = time.monotonic() + plan.budget + len(plan.cells) * GRACE_SECONDS + JUDGE_MARGIN
+    # A judge can overrun the budget by at most one cell, its grace, and the time to kill and clean up.
+    deadline = time.monotonic() + plan.budget + plan.cell_timeout + 2 * GRACE_SECONDS + JUDGE_MARGIN
     try:
         reply = ours.receive(deadline)
     except WireError as error:
@@ -90,6 +101,4 @@ def judge_notebook(plan_message: dict, sandbox: Sandbox) -> dict:
     finally:
         ours.close()
         os.waitpid(pid, 0)
-    if "verdict" not in reply:
-        sandbox.stop()  # the control conversation may have been cut short: start afresh
     return reply

@@ -56,9 +56,10 @@ def bwrap_command(argv: list[str], protected: list[Path] = ()) -> list[str]:
                     "would see the course too. Install the course's environment outside the course folder (a "
                     ".venv inside it is fine)."
                 )
-    command = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    command = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]
+    command += ["--cap-drop", "ALL"]
     # The private /tmp comes first: a Python installation under /tmp is bound on top of it.
-    command += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--size", str(TMP_BYTES), "--tmpfs", "/dev/shm"]
+    command += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     command += ["--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         target = os.path.join("/", name)
@@ -73,7 +74,13 @@ def bwrap_command(argv: list[str], protected: list[Path] = ()) -> list[str]:
     for path in bound:
         command += ["--ro-bind", path, path]
     command += ["--ro-bind", str(PACKAGE_DIR), PACKAGE_MOUNT]
-    command += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/tmp", "--clearenv"]
+    # Kernel settings are the machine's: when grading runs as root they would be writable from inside.
+    command += ["--proc", "/proc", "--ro-bind-try", "/proc/sys", "/proc/sys"]
+    command += ["--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/dev/shm"]
+    # Nothing but /tmp and /dev/shm (emptied after every notebook) can be written: the root and /dev of the
+    # sandbox would otherwise be uncapped tmpfs shared by every notebook it runs.
+    command += ["--remount-ro", "/dev", "--remount-ro", "/"]
+    command += ["--chdir", "/tmp", "--clearenv"]
     environment = {
         "PATH": "/usr/bin:/bin",
         "HOME": "/tmp",

@@ -23,6 +23,7 @@ from .bwrap import PACKAGE_MOUNT, SandboxUnavailable, bwrap_command, python_dirs
 
 READY_TIMEOUT = 120  # seconds for a new sandbox to import torch and say it is ready
 CONTROL_TIMEOUT = 20
+KERNEL_START_TIMEOUT = 20
 MAX_CONTROL_MESSAGE = 65536
 
 
@@ -109,7 +110,14 @@ class Sandbox:
         if "pid" not in reply:
             channel.close()
             raise SandboxLost(f"the sandbox could not start a kernel: {reply}")
-        return Kernel(self, reply["pid"], channel)
+        kernel = Kernel(self, reply["pid"], channel)
+        # No student code has run in it yet: a kernel that cannot answer now means the sandbox is broken (a
+        # notebook may have found a way to damage the zygote), not that this student did anything.
+        try:
+            kernel.request("ping", time.monotonic() + KERNEL_START_TIMEOUT)
+        except KernelLost as lost:
+            raise SandboxLost(f"a new kernel did not start ({lost.detail})") from None
+        return kernel
 
     def kill(self, pid: int) -> tuple[str, int]:
         """Stop a kernel for certain; return how it ended, in words and as a wait status."""

@@ -7,6 +7,7 @@ the gradients of a tensor's graph. It never sees a test: test cells run in the j
 verdict. Whatever this process says is what the student's code computed, or what the student wrote by hand.
 
 Requests and replies are wire frames; each request has a "seq" that its reply repeats. Ops:
+  ping     {}                                     -> {"ready": true}   (before any student code)
   run      {"source", "name", "timeout", "room"}  -> {"outputs": [...], "events": [...]}
   names    {}                                     -> {"names": [...]}
   fetch    {"names", "budget"}                    -> {"values": message}   (message root: {name: value})
@@ -99,7 +100,7 @@ class Kernel:
         self._exec, self._eval, self._compile, self._parse = exec, eval, compile, ast.parse
         self._setitimer, self._signal = signal.setitimer, signal.signal
         self.ops = {
-            "run": self.run, "names": self.names, "fetch": self.fetch,
+            "ping": lambda request: {"ready": True}, "run": self.run, "names": self.names, "fetch": self.fetch,
             "call": self.call, "getattr": self.getattr, "vjp": self.vjp,
         }
 

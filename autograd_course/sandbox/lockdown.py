@@ -24,10 +24,20 @@ FORBIDDEN_SYSCALLS = (
     "unshare", "setns", "mount", "umount2", "pivot_root", "chroot",
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
     "name_to_handle_at", "open_by_handle_at", "fanotify_init",
-    "setpriority", "ioprio_set", "personality",
+    "setpriority", "ioprio_set", "personality", "syslog",
+    # The sandbox's device nodes are the machine's own (bound in by bubblewrap): when grading runs as root, their
+    # owner is the student's uid, so changing their mode or owner would change them for the whole machine.
+    "chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat",
+    "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+    "process_madvise",
 )
 # Signals may go to this process only.
 SIGNAL_SYSCALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+# These take a process id; 0 means the caller. Any other process (the zygote above all) is out of reach.
+SELF_ONLY_SYSCALLS = (
+    "prlimit64", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr",
+    "migrate_pages", "move_pages",
+)
 
 
 def apply_limits(memory_mb: int, cpu_seconds: int, file_mb: int = 16, open_files: int = 64) -> None:
@@ -57,6 +67,8 @@ def forbid_escapes() -> None:
     me = os.getpid()
     for call in SIGNAL_SYSCALLS:
         policy.add_rule(seccomp.ERRNO(errno.EPERM), call, seccomp.Arg(0, seccomp.NE, me))
+    for call in SELF_ONLY_SYSCALLS:
+        policy.add_rule(seccomp.ERRNO(errno.EPERM), call, seccomp.Arg(0, seccomp.NE, 0))
     policy.load()
 
 

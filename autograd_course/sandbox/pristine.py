@@ -9,6 +9,7 @@ found, which becomes the `tampered` status. A check during which anything is fou
 from __future__ import annotations
 
 import builtins
+import functools
 import sys
 import types
 import warnings
@@ -51,37 +52,58 @@ class Pristine:
         self.sys_hooks = {name: getattr(sys, name) for name in ("excepthook", "displayhook", "breakpointhook")}
 
     def restore(self) -> list[str]:
-        """Undo patches to the guarded state; return a description of each one found."""
+        """Undo what student code put in place of the guarded state; return a description of each one found.
+
+        Only code written in the notebook counts: torch and the standard library change these namespaces
+        themselves (``set_default_dtype`` swaps ``torch.Storage``, ``logging.captureWarnings`` replaces
+        ``warnings.showwarning``, ``copy.copy`` caches ``__slotnames__``), and an honest student who calls them
+        is not tampering."""
         found = []
         for label, obj, snapshot in self.snapshots:
             current = vars(obj)
             for name, value in snapshot.items():
                 now = current.get(name, _MISSING)
-                if now is not value:
-                    # torch wraps some of its own functions lazily (functools.wraps); that is not tampering.
-                    if getattr(now, "__wrapped__", None) is not value:
-                        found.append(f"{label}.{name} was replaced")
+                if now is not value and (now is _MISSING or written_in_a_cell(now)):
+                    found.append(f"{label}.{name} was {'deleted' if now is _MISSING else 'replaced'}")
                     _force_setattr(obj, name, value)
             for name in set(current) - set(snapshot):
-                if isinstance(current[name], types.ModuleType):
-                    continue  # a submodule imported lazily, e.g. torch.distributions
-                if name == "__slotnames__":
-                    continue  # copy.copy() and pickle cache this on a class: Python's doing, not the student's
-                found.append(f"{label}.{name} was added")
-                _force_delattr(obj, name)
+                if written_in_a_cell(current[name]):
+                    found.append(f"{label}.{name} was added")
+                    _force_delattr(obj, name)
         for name, module in self.modules.items():
             if sys.modules.get(name) is not module:
                 found.append(f"sys.modules[{name!r}] was replaced")
                 sys.modules[name] = module
         for name, hook in self.sys_hooks.items():
-            if getattr(sys, name) is not hook:
+            if getattr(sys, name) is not hook and written_in_a_cell(getattr(sys, name)):
                 found.append(f"sys.{name} was replaced")
                 setattr(sys, name, hook)
-        if sys.gettrace() is not None or sys.getprofile() is not None:
-            found.append("a trace or profile hook was installed")
-            sys.settrace(None)
-            sys.setprofile(None)
+        for hook, remove in ((sys.gettrace(), sys.settrace), (sys.getprofile(), sys.setprofile)):
+            if hook is not None and written_in_a_cell(hook):
+                found.append("a trace or profile hook was installed")
+                remove(None)
         return found
+
+
+CELL_FILE_PREFIX = "<cell "  # the file name the kernel compiles each student cell under
+
+
+def written_in_a_cell(value) -> bool:
+    """Whether ``value`` is code from a notebook cell: a function or lambda, a method or partial of one, a class
+    defined there, or an instance of such a class."""
+    for _ in range(8):
+        kind = type(value)
+        if kind is types.FunctionType:
+            return value.__code__.co_filename.startswith(CELL_FILE_PREFIX)
+        if kind is types.MethodType:
+            value = value.__func__
+        elif kind is functools.partial:
+            value = value.func
+        elif isinstance(value, type):
+            return value.__module__ == "__main__"
+        else:
+            return kind.__module__ == "__main__"
+    return False
 
 
 def _force_setattr(obj, name, value) -> None:

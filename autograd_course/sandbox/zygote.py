@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import stat
@@ -23,6 +24,7 @@ import sys
 from . import kernel, lockdown
 
 MAX_CONTROL_MESSAGE = 65536
+MAX_WIPE_STEPS = 1_000_000
 
 
 def warm_up():
@@ -56,9 +58,10 @@ class Scratch:
         self.folders = folders
         self.keep = keep
         self.modes = {folder: stat.S_IMODE(os.lstat(folder).st_mode) for folder in folders}
+        self.limits = _limits()
 
     def wipe(self) -> list[str]:
-        """Empty every folder; return what could not be removed."""
+        """Empty every folder and check the zygote itself; return what could not be put right."""
         left = []
         for folder in self.folders:
             try:
@@ -66,6 +69,8 @@ class Scratch:
             except OSError:
                 left.append(f"{folder} could not be given back its permissions")
             self._empty(folder, left)
+        if _limits() != self.limits:
+            left.append("the zygote's resource limits were changed")
         return left
 
     def _empty(self, folder: str, left: list[str]) -> None:
@@ -84,45 +89,47 @@ class Scratch:
             self._remove(path, left)
 
     def _remove(self, path: str, left: list[str]) -> None:
-        """Remove a file or a whole tree without following links, opening files or recursing in Python (a tree
-        can be deeper than the recursion limit)."""
-        stack = [path]
-        while stack:
-            current = stack[-1]
-            try:
-                info = os.lstat(current)
-            except FileNotFoundError:
-                stack.pop()
-                continue
-            except OSError as error:
-                left.append(f"{current}: {error.strerror}")
+        """Remove a file or a whole tree. It walks by changing directory, so that no path grows with the depth
+        (a tree can be deeper than PATH_MAX allows to name), and it never follows a link or opens a file."""
+        parent, top = os.path.split(path)
+        try:
+            os.chdir(parent)
+            if not stat.S_ISDIR(os.lstat(top).st_mode):
+                os.unlink(top)
                 return
-            if not stat.S_ISDIR(info.st_mode):
-                try:
-                    os.unlink(current)
-                except OSError as error:
-                    left.append(f"{current}: {error.strerror}")
+            os.chmod(top, 0o700)
+            os.chdir(top)
+            trail = [top]
+            for _ in range(MAX_WIPE_STEPS):
+                with os.scandir(".") as scan:
+                    entries = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan]
+                deeper = None
+                for name, is_dir in entries:
+                    if not is_dir:
+                        os.unlink(name)
+                    elif deeper is None:
+                        try:
+                            os.rmdir(name)
+                        except OSError:
+                            deeper = name
+                if deeper is not None:
+                    os.chmod(deeper, 0o700)
+                    os.chdir(deeper)
+                    trail.append(deeper)
+                    continue
+                os.chdir("..")
+                os.rmdir(trail.pop())
+                if not trail:
                     return
-                stack.pop()
-                continue
-            try:
-                os.chmod(current, 0o700)
-                children = os.listdir(current)
-            except OSError as error:
-                left.append(f"{current}: {error.strerror}")
-                return
-            if children:
-                if len(stack) > 100_000:
-                    left.append(f"{path}: too deep to remove")
-                    return
-                stack.extend(os.path.join(current, child) for child in children)
-                continue
-            try:
-                os.rmdir(current)
-            except OSError as error:
-                left.append(f"{current}: {error.strerror}")
-                return
-            stack.pop()
+            left.append(f"{path}: too many entries to remove")
+        except OSError as error:
+            left.append(f"{path}: {error.strerror}")
+        finally:
+            os.chdir("/")
+
+
+def _limits() -> dict[str, tuple[int, int]]:
+    return {name: resource.getrlimit(getattr(resource, name)) for name in dir(resource) if name.startswith("RLIMIT_")}
 
 
 def kill_strays(spared: set[int]) -> None:
