@@ -293,7 +293,7 @@ def collect_rows(course: Course, students: list[str], failures: dict[str, str] |
 def write_grades_csv(course: Course, rows: list[StudentRow]) -> Path:
     header = ["student_id", *course.notebook_ids, "score", "max_score", "status", "notes"]
     temporary = course.grades_csv.with_suffix(".csv.tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+    with open(temporary, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
         for row in rows:

@@ -285,13 +285,13 @@ def _number(value: float) -> str:
 
 def _replace(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
+    temporary.write_text(text, encoding="utf-8", errors="backslashreplace")
     temporary.replace(path)
 
 
 def _write_csv(path: Path, header: list[str], lines: list[list]) -> None:
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+    with open(temporary, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(lines)

@@ -248,6 +248,10 @@ def hostile_class(module_course, tmp_path_factory):
     for student, notebooks in students.items():
         submit(course, student, notebooks)
     (root / "submitted" / "empty_folder").mkdir(parents=True)
+    # A folder name that is not UTF-8: nbgrader cannot grade it, and it must not stop grades.csv or the table.
+    not_utf8 = os.fsencode(root / "submitted") + b"/not_utf8_\xff/autograd_basics"
+    os.makedirs(not_utf8)
+    nbformat.write(solved(course, q6), os.fsdecode(not_utf8 + b"/q6_basic_gradients.ipynb"))
     # Named pipes: where a notebook should be, where nbgrader collect leaves timestamp.txt, and among the files
     # the search for a renamed notebook looks at. Reading any of them would block the run for ever.
     pipes = root / "submitted" / "lone_surrogate_and_pipes" / "autograd_basics"
@@ -279,7 +283,7 @@ def hostile_class(module_course, tmp_path_factory):
         rows = {row["student_id"]: row for row in csv.DictReader(handle)}
     return {
         "course": course, "rows": rows, "result": result, "seconds": seconds, "before": before,
-        "outside": outside, "listener": listener, "students": set(students) | {"empty_folder", "folder_is_a_pipe"},
+        "outside": outside, "listener": listener, "students": set(students) | {"empty_folder", "folder_is_a_pipe", "not_utf8_\\udcff"},
         "run_id": run_id,
     }
 
@@ -479,6 +483,8 @@ def test_processes_cannot_be_started(graded):
         ("links_to_source", "invalid:q6_basic_gradients", "30"),
         ("links_a_folder", "missing:q6_basic_gradients", "30"),
         ("honest_shows_values", "ok", "40"),
+        ("not_utf8_\\udcff", "error:q6_basic_gradients;error:q7_weights;error:q8_breaking_the_graph;"
+                               "error:q9_gradient_accumulation", "0"),
         ("forges_replies", "tampered:q6_basic_gradients", "38"),
         ("reads_the_tests", "ok", "40"),
         ("patches_during_a_check", "tampered:q6_basic_gradients", "38"),
@@ -545,7 +551,7 @@ def test_feedback_hides_hidden_tests_but_explains_failures(graded):
     page = feedback_text(course, "honest_mistake", "q6_basic_gradients")
     assert "did you create x with requires_grad=True?" in page
     assert "graph_was_used" not in page and "BEGIN HIDDEN TESTS" not in page
-    for student in graded["students"]:
+    for student in graded["students"] - {"not_utf8_\\udcff"}:  # nbgrader could not grade that one
         for notebook_id in course.notebook_ids:
             text = feedback_text(course, student, notebook_id)
             assert "HIDDEN TESTS" not in text and "graph_was_used" not in text, (student, notebook_id)
