@@ -377,3 +377,13 @@ def test_what_a_check_passes_to_student_code_never_comes_back_later(judge):
         check("assert seen == [], f'seen is {seen}'"))
     assert verdict.passed(1) and verdict.passed(3), verdict.error(3)
     assert verdict.text(2) == "seen []\n"
+
+
+def test_a_check_can_tell_a_backward_call_from_a_gradient_written_by_hand(judge):
+    probe = check("assert y.grad_fn.metadata.get('backward_calls', 0) == 1, 'y.backward() was not called once'")
+    setup = "import torch\nx = torch.tensor([2.0], requires_grad=True)\ny = x**2 + 3 * x\n"
+    assert run(judge, setup + "y.backward()", probe).passed(1)
+    assert run(judge, setup + "y.backward(retain_graph=True)", probe).passed(1)
+    assert run(judge, setup + "torch.autograd.backward([y])", probe).passed(1)
+    assert not run(judge, setup + "x.grad = 2 * x.detach() + 3", probe).passed(1)
+    assert not run(judge, setup + "y.backward(retain_graph=True)\ny.backward()", probe).passed(1)

@@ -9,7 +9,8 @@ A check sees the student's objects as faithful copies made in the judge's own pr
   ``data_ptr()`` comparisons hold). A tensor with a ``grad_fn`` is the output of a stand-in graph node
   (named after the student's, e.g. ``AddBackward``) whose inputs are the leaves the student's graph reaches; when
   a check differentiates through it, the node asks the kernel for the gradients of the student's real graph, so
-  an already-consumed graph raises the same error it would in Jupyter;
+  an already-consumed graph raises the same error it would in Jupyter. Its ``metadata`` is the student's node's:
+  ``metadata["backward_calls"]`` counts the backward calls that started from that node (the kernel records them);
 - exceptions: instances of the same builtin class (or a subclass of the same name), with the student's message and
   a traceback naming the same files, lines and functions;
 - the student's functions and classes: callables that run in the kernel, on arguments passed as data;
@@ -253,6 +254,9 @@ class _Builder:
                     leaves, handles = [torch.zeros((), requires_grad=True)], []
                 link = _GraphLink(self.mirror, entry.get("h"), handles, view)
                 tensor = _node_function(str(node["name"])).apply(link, *leaves)
+                metadata = self.value(node.get("metadata"), depth)
+                if isinstance(metadata, dict):
+                    tensor.grad_fn.metadata.update(metadata)
                 if entry.get("retains_grad"):
                     tensor.retain_grad()
         self.built[index] = tensor

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import io
 import linecache
 import os
@@ -71,9 +72,35 @@ class CappedText(io.TextIOBase):
         return "".join(self.parts)
 
 
+BACKWARD_CALLS = "backward_calls"
+
+
 def prepare() -> Pristine:
-    """Called in the zygote before any fork: the state a kernel's watch compares against."""
+    """Called in the zygote before any fork: the grader's instruments, then the state a kernel's watch compares
+    against."""
+    import torch
+
+    record_backward_calls(torch)
     return Pristine(sys.modules[__name__], snapshot)
+
+
+def record_backward_calls(torch) -> None:
+    """Count, on the graph node each backward starts from, how many times it did: a check reads it as
+    ``y.grad_fn.metadata["backward_calls"]`` (torch's own per-node dictionary, copied to the judge with the node).
+    It tells a gradient computed by ``y.backward()`` (with ``retain_graph=True`` too) from one written by hand."""
+    original = torch.autograd.backward
+
+    @functools.wraps(original)
+    def backward(tensors, *args, **kwargs):
+        if not isinstance(tensors, torch.Tensor):
+            tensors = tuple(tensors)
+        for tensor in (tensors,) if isinstance(tensors, torch.Tensor) else tensors:
+            node = getattr(tensor, "grad_fn", None) if isinstance(tensor, torch.Tensor) else None
+            if node is not None:
+                node.metadata[BACKWARD_CALLS] = node.metadata.get(BACKWARD_CALLS, 0) + 1
+        return original(tensors, *args, **kwargs)
+
+    torch.autograd.backward = backward
 
 
 def serve(fd: int, limits: dict, pristine: Pristine, scratch: str) -> None:

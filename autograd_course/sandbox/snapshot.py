@@ -11,7 +11,7 @@ stored ``x.grad`` and ``x.grad`` itself, say) are one object on the other side t
 - ``storage``: "b64", the raw bytes of a tensor storage, shared by every tensor that views it
 - ``tensor``: "cls" (Tensor or Parameter), "dtype", "shape", "stride", "offset", "storage", "requires_grad",
   "grad", "retains_grad", and "node": null for a leaf, else {"name": the grad_fn's class, "leaves": the leaf
-  tensors its graph reaches}
+  tensors its graph reaches, "metadata": the grad_fn's metadata dictionary}
 - ``exception``: "name", "bases" (its builtin exception classes, nearest first), "message", "args",
   "traceback" ([file, line, function, source line] per frame, outermost first)
 - ``callable``: "name"; ``module``: "name"; ``dtype`` / ``device``: "name"; ``size``: "items"
@@ -251,9 +251,11 @@ class Encoder:
             entry["node"] = None
         else:
             leaves = graph_leaves(node)
+            metadata = getattr(node, "metadata", None)
             entry["node"] = {
                 "name": type(node).__name__[:200],
                 "leaves": [self.value(leaf, depth + 1) for leaf in leaves],
+                "metadata": self.value(dict(metadata) if type(metadata) is dict else {}, depth + 1),
             }
         return reference
 
