@@ -3,6 +3,12 @@
 #   make test   installs the course with its test tools and runs the test suite
 PYTHON ?= python3
 VENV ?= .venv
+# PyTorch's own index of CPU wheels. The default index (PyPI) serves a CUDA build of several GB on Linux. When
+# this index cannot be reached, torch comes from the default index; set TORCH_INDEX= (empty) to skip it, or point
+# it at a mirror.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# The torch requirement, as pinned in pyproject.toml (the one place it is written).
+TORCH_PIN := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
 BIN := $(VENV)/bin
 # apt-get needs root; use sudo when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -23,6 +29,12 @@ install-test: install system-deps-test
 $(BIN)/autograd-course: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH_INDEX)" ] && $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' "$(TORCH_INDEX)/torch/" 2>/dev/null; then \
+		echo "$(TORCH_PIN) (CPU build) from $(TORCH_INDEX)"; \
+		$(BIN)/pip install --quiet --index-url "$(TORCH_INDEX)" "$(TORCH_PIN)"; \
+	else \
+		echo "$(TORCH_PIN) from the default index ($(or $(TORCH_INDEX),TORCH_INDEX is empty) cannot be reached)"; \
+	fi
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
