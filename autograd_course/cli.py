@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from . import __version__
 from .course import Course, CourseError
 
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="PyTorch autograd exercises (Questions 6-9) with a sandboxed, parallel nbgrader grader. "
         "Run the commands in the course root.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_root(sub):
