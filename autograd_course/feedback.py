@@ -1,16 +1,211 @@
-"""Feedback that helps without giving the hidden tests away.
+"""Feedback pages that help without giving the hidden tests away, and that a submission cannot turn against
+whoever opens them.
 
-nbgrader's feedback shows test cells as they ran, hidden tests and tracebacks included (nbgrader #917). Here
-the hidden part of each test cell is removed (nbgrader's own ClearHiddenTests, reused), and a failed test's
-error output keeps only its message: the hints are written to be read, the test source is not.
+nbgrader's feedback shows test cells as they ran, hidden tests and tracebacks included (nbgrader #917), renders
+whatever markdown and HTML the notebook holds, and has no time limit. Here, through nbgrader's own extension
+points (the preprocessors of ``GenerateFeedback``, set in grader_config.py):
+
+- ``RemoveHiddenTestLines`` takes the hidden lines of every test cell (and the gradebook's copy of them) and
+  replaces any line that carries one, wherever else the page would show it: in any cell's output, and in the
+  cells the student wrote. It runs before nbgrader's ``ClearHiddenTests``, which removes the hidden part of
+  each test cell.
+- ``ExplainFailures`` keeps only a failed check's message: the hints are written to be read, the test source
+  is not.
+- ``StudentContentAsText`` shows everything the student authored as text: their markdown and raw cells become
+  escaped preformatted text (which no markdown parser or browser interprets, and which costs time linear in
+  its length), outputs keep only their text, and notebook and cell metadata the templates read is reset.
+  Only cells whose source is the instructor's, as recorded in the gradebook, render as markdown.
+- ``PageStyle`` makes long lines wrap.
+
+``run_with_time_limit`` runs a function in a forked child that is killed past a time limit.
 """
 
 from __future__ import annotations
 
+import bisect
+import ctypes
+import json
+import os
+import re
+import select
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+
 from nbgrader import utils
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from traitlets import Integer, Unicode
+
+INSTRUCTOR_CELLS = "autograd_course_instructor_cells"  # where the gradebook's cells are kept in resources
 
 
+# ------------------------------------------------------------------------------- whose is each cell
+@dataclass(frozen=True)
+class InstructorCell:
+    """A cell of the notebook as the instructor wrote it (source/, recorded in the gradebook)."""
+
+    cell_type: str
+    source: str
+    solution: bool
+    grade: bool
+
+
+def instructor_cells(resources) -> dict[str, InstructorCell]:
+    """The gradebook's cells of the notebook being rendered, by grade id ({} when there is no gradebook)."""
+    if INSTRUCTOR_CELLS not in resources:
+        from nbgrader.api import Gradebook, MissingEntry
+
+        cells: dict[str, InstructorCell] = {}
+        info = resources.get("nbgrader") or {}
+        if info.get("db_url") and info.get("notebook") and info.get("assignment"):
+            with Gradebook(info["db_url"]) as gradebook:
+                try:
+                    notebook = gradebook.find_notebook(info["notebook"], info["assignment"])
+                except MissingEntry:
+                    notebook = None
+                if notebook is not None:
+                    solutions = {cell.name for cell in notebook.solution_cells}
+                    grades = {cell.name for cell in notebook.grade_cells}
+                    cells = {
+                        cell.name: InstructorCell(cell.cell_type, cell.source or "", cell.name in solutions, cell.name in grades)
+                        for cell in notebook.source_cells
+                    }
+        resources[INSTRUCTOR_CELLS] = cells
+    return resources[INSTRUCTOR_CELLS]
+
+
+def role(cell, known: dict[str, InstructorCell]) -> str:
+    """'test' or 'instructor' for a cell that is the instructor's word for word, 'answer' for an answer cell,
+    'student' for anything else (cells the student added, or any cell that does not match the gradebook)."""
+    meta = cell.get("metadata", {}).get("nbgrader")
+    name = meta.get("grade_id") if isinstance(meta, dict) else None
+    original = known.get(name) if isinstance(name, str) else None
+    if original is None or original.cell_type != cell.get("cell_type"):
+        return "student"
+    if original.solution:
+        return "answer" if utils.is_solution(cell) else "student"
+    test = original.grade and original.cell_type == "code"
+    if utils.is_solution(cell) or cell.get("source") not in (original.source, _cleared(original.source) if test else None):
+        return "student"
+    return "test" if test else "instructor"
+
+
+def _cleared(source: str) -> str:
+    """A test cell's source as nbgrader's ClearHiddenTests leaves it (with the default delimiters)."""
+    return "\n".join(split_hidden(source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")[1])
+
+
+# --------------------------------------------------------------------------------- hidden test lines
+# Characters a page does not show (whitespace, controls, zero-width and direction marks) and ANSI colour codes:
+# ignored when looking for a hidden line, so that none of them can disguise one.
+_INVISIBLE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f"
+                        r"\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
+
+
+def _squeeze(text: str) -> str:
+    return _INVISIBLE.sub("", text)
+
+
+def split_hidden(source: str, begin: str, end: str) -> tuple[list[str], list[str]]:
+    """The lines of ``source`` inside hidden-test regions, and the lines outside them."""
+    hidden, visible, inside = [], [], False
+    for line in source.split("\n"):
+        if begin in line:
+            inside = True
+        elif end in line:
+            inside = False
+        elif inside:
+            hidden.append(line)
+        else:
+            visible.append(line)
+    return hidden, visible
+
+
+class RemoveHiddenTestLines(NbGraderPreprocessor):
+    """Replace every line that carries a line of hidden-test source, outside the test cells themselves."""
+
+    min_length = Integer(
+        16, help="Hidden lines shorter than this (whitespace runs counted as one space) are too common to remove."
+    ).tag(config=True)
+    marker = Unicode("[hidden test removed]", help="What a removed line is replaced with.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        delimiters = ClearHiddenTests(parent=self)
+        self.begin, self.end = delimiters.begin_test_delimeter, delimiters.end_test_delimeter
+        known = instructor_cells(resources)
+        roles = [role(cell, known) for cell in nb.cells]
+        hidden, public = [], []
+        sources = [cell.source for cell in nb.cells if cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)]
+        sources += [cell.source for cell in known.values() if cell.grade and not cell.solution]
+        for source in sources:
+            inside, outside = split_hidden(source, self.begin, self.end)
+            hidden += inside
+            public += outside
+        public += [line for cell in known.values() if not cell.solution for line in split_hidden(cell.source, self.begin, self.end)[1]]
+        public_text = "\n".join(_squeeze(line) for line in public)
+        self.secrets = sorted(
+            {
+                key
+                for key in (_squeeze(line) for line in hidden if len(" ".join(line.split())) >= self.min_length)
+                if key not in public_text
+            }
+        )
+        for cell, whose in zip(nb.cells, roles):
+            if whose in ("answer", "student") and isinstance(cell.get("source"), str):
+                cell.source = self.scrub(cell.source)
+            for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+                self.scrub_output(output)
+        return nb, resources
+
+    def scrub_output(self, output) -> None:
+        for key in ("text", "ename", "evalue"):
+            if isinstance(output.get(key), str):
+                output[key] = self.scrub(output[key])
+        if isinstance(output.get("traceback"), list):
+            output["traceback"] = [self.scrub("\n".join(str(line) for line in output["traceback"]))]
+        if isinstance(output.get("data"), dict):
+            for mimetype, value in output["data"].items():
+                if isinstance(value, str):
+                    output["data"][mimetype] = self.scrub(value)
+
+    def scrub(self, text: str) -> str:
+        """``text`` without hidden-test regions and with every line that carries a hidden line replaced."""
+        lines = text.split("\n")
+        keys = [_squeeze(line) for line in lines]
+        squeezed = "".join(keys)
+        removed = set()
+        inside = False
+        for index, line in enumerate(lines):
+            if self.begin in line or self.end in line:
+                inside = self.begin in line
+                removed.add(index)
+            elif inside:
+                removed.add(index)
+        if any(secret in squeezed for secret in self.secrets):
+            starts, offset = [], 0
+            for key in keys:
+                starts.append(offset)
+                offset += len(key)
+            for secret in self.secrets:
+                found = squeezed.find(secret)
+                while found != -1:  # a line that holds it, or the lines it was split across
+                    first = bisect.bisect_right(starts, found) - 1
+                    last = bisect.bisect_right(starts, found + len(secret) - 1) - 1
+                    removed.update(range(first, last + 1))
+                    found = squeezed.find(secret, found + 1)
+        if not removed:
+            return text
+        kept = []
+        for index, line in enumerate(lines):
+            if index not in removed:
+                kept.append(line)
+            elif index - 1 not in removed:
+                kept.append(self.marker)
+        return "\n".join(kept)
+
+
+# ---------------------------------------------------------------------------------- failed checks
 class ExplainFailures(NbGraderPreprocessor):
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell):
@@ -19,3 +214,194 @@ class ExplainFailures(NbGraderPreprocessor):
                     message = f"{output.ename}: {output.evalue}" if output.evalue else output.ename
                     output.traceback = [f"A check failed. {message}"]
         return cell, resources
+
+
+# ------------------------------------------------------------------------------- student's content
+# Every character that HTML, markdown, nbconvert's link rewriting (strip_files_prefix) or MathJax could read as
+# syntax, as a character reference: the text inside the <pre> block is inert for all of them.
+_INERT = str.maketrans({character: f"&#{ord(character)};" for character in "&<>\"'[]()=$\\`*_!#|~{}+-:^@%"})
+
+
+def as_text_block(text: str) -> str:
+    """Markdown that shows ``text`` as written: one HTML <pre> block with nothing left to interpret."""
+    return f'<pre class="student-text">{text.translate(_INERT)}</pre>'
+
+
+def _text(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return "".join(value)
+    return json.dumps(value, default=str)
+
+
+def _count(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def safe_output(output) -> dict | None:
+    """An output reduced to what the page shows as escaped text: streams, errors and text/plain."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        name = output.get("name") if output.get("name") in ("stdout", "stderr") else "stdout"
+        return {"output_type": "stream", "name": name, "text": _text(output.get("text", ""))}
+    if kind == "error":
+        traceback_lines = output.get("traceback") if isinstance(output.get("traceback"), list) else []
+        return {
+            "output_type": "error", "ename": _text(output.get("ename", "")), "evalue": _text(output.get("evalue", "")),
+            "traceback": [_text(line) for line in traceback_lines],
+        }
+    if kind in ("execute_result", "display_data"):
+        data = output.get("data") if isinstance(output.get("data"), dict) else {}
+        if "text/plain" in data:
+            text = _text(data["text/plain"])
+        else:
+            text = "[output not shown: " + ", ".join(sorted(str(mimetype) for mimetype in data)) + "]"
+        safe = {"output_type": kind, "data": {"text/plain": text}, "metadata": {}}
+        if kind == "execute_result":
+            safe["execution_count"] = _count(output.get("execution_count"))
+        return safe
+    return None
+
+
+class StudentContentAsText(NbGraderPreprocessor):
+    """Show what the student authored as text, so that nothing in it is interpreted by the page."""
+
+    pygments_lexer = Unicode("ipython3", help="The lexer code cells are highlighted with.").tag(config=True)
+    language = Unicode("python", help="The notebooks' language.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        known = instructor_cells(resources)
+        from nbformat import from_dict
+
+        metadata = {"language_info": {"name": self.language, "pygments_lexer": self.pygments_lexer}}
+        if isinstance(nb.metadata.get("kernelspec"), dict):
+            metadata["kernelspec"] = nb.metadata["kernelspec"]  # the gradebook's (nbgrader's OverwriteKernelspec)
+        nb.metadata = from_dict(metadata)
+        nb.cells = [self.safe_cell(cell, role(cell, known)) for cell in nb.cells]
+        return nb, resources
+
+    def safe_cell(self, cell, whose: str):
+        from nbformat import from_dict
+
+        meta = cell.get("metadata", {})
+        metadata = {"nbgrader": meta["nbgrader"]} if whose != "student" and isinstance(meta.get("nbgrader"), dict) else {}
+        base = {"id": cell["id"]} if isinstance(cell.get("id"), str) else {}
+        source = _text(cell.get("source", ""))
+        if cell.get("cell_type") == "code":
+            outputs = [safe for safe in map(safe_output, cell.get("outputs", []) or []) if safe is not None]
+            return from_dict(
+                {**base, "cell_type": "code", "metadata": metadata, "source": source, "outputs": outputs,
+                 "execution_count": _count(cell.get("execution_count"))}
+            )
+        if cell.get("cell_type") == "markdown" and whose == "instructor":
+            return from_dict({**base, "cell_type": "markdown", "metadata": metadata, "source": source})
+        # the student's markdown and raw cells, and anything else
+        return from_dict({**base, "cell_type": "markdown", "metadata": metadata, "source": as_text_block(source)})
+
+
+# --------------------------------------------------------------------------------------- page style
+class PageStyle(NbGraderPreprocessor):
+    """Add CSS to the page (after nbconvert's CSSHTMLHeaderPreprocessor, which sets the page's CSS)."""
+
+    css = Unicode(
+        "div.output_area pre, div.output_subarea pre, pre.student-text {\n"
+        "  white-space: pre-wrap;\n  overflow-wrap: anywhere;\n  word-break: normal;\n}\n",
+        help="CSS added to every feedback page.",
+    ).tag(config=True)
+
+    def preprocess(self, nb, resources):
+        inlining = resources.setdefault("inlining", {})
+        inlining["css"] = [*inlining.get("css", []), self.css]
+        return nb, resources
+
+
+# ------------------------------------------------------------------------------------- time limit
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the process that forked it dies (PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def run_with_time_limit(function, seconds: float) -> dict:
+    """``function()`` (which returns a JSON-able dict) in a forked child killed after ``seconds``.
+
+    Returns what it returned, or {"success": False, "timed_out": True} when it was killed, or {"success": False,
+    "error": ...} when it raised or died.
+    """
+    parent = os.getpid()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 1
+        try:
+            os.close(read_end)
+            _die_with_parent()
+            if os.getppid() != parent:
+                os._exit(1)
+            try:
+                result = function()
+            except BaseException:  # noqa: BLE001 - reported to the parent
+                result = {"success": False, "error": traceback.format_exc()}
+            payload = json.dumps(result, default=str).encode()
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(write_end, view):]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks, timed_out = [], False
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([read_end], [], [], remaining)
+            if ready:
+                chunk = os.read(read_end, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+    if timed_out:
+        return {"success": False, "timed_out": True}
+    try:
+        result = json.loads(b"".join(chunks))
+    except ValueError:
+        result = None
+    return result if isinstance(result, dict) else {"success": False, "error": "the child process ended without a result"}
+
+
+def _reap(pid: int, grace: float = 1.0) -> None:
+    """Wait for a child that has finished or been killed; kill it if it lingers ``grace`` seconds after closing its
+    pipe."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (Linux < 5.3): poll
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+            time.sleep(0.001)
+    else:
+        try:
+            ready, _, _ = select.select([pidfd], [], [], grace)
+        finally:
+            os.close(pidfd)
+        if ready:
+            os.waitpid(pid, 0)
+            return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
