@@ -59,3 +59,6 @@ c.RemoveHiddenTestLines.min_length = 16
 # nbconvert's HTML exporter (feedback pages, and formgrader's view of a submission) drops scripts and unsafe HTML
 # from outputs, even if a notebook arrives with them.
 c.HTMLExporter.sanitize_html = True
+# Seconds `autograd-course grade` gives one student's feedback pages; past it the rendering is killed and the
+# student gets a page per notebook with the scores only (noted in grades.csv).
+c.FeedbackLimits.timeout = 60

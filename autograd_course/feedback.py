@@ -17,13 +17,15 @@ points (the preprocessors of ``GenerateFeedback``, set in grader_config.py):
   Only cells whose source is the instructor's, as recorded in the gradebook, render as markdown.
 - ``PageStyle`` makes long lines wrap.
 
-``run_with_time_limit`` runs a function in a forked child that is killed past a time limit.
+``autograd-course grade`` also renders each student's pages in a forked child that is killed past a time limit
+(``FeedbackLimits.timeout``); the student then gets a page per notebook with the scores only.
 """
 
 from __future__ import annotations
 
 import bisect
 import ctypes
+import html
 import json
 import os
 import re
@@ -32,10 +34,12 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
-from traitlets import Integer, Unicode
+from traitlets import Float, Integer, Unicode
+from traitlets.config import Configurable
 
 INSTRUCTOR_CELLS = "autograd_course_instructor_cells"  # where the gradebook's cells are kept in resources
 
@@ -317,6 +321,13 @@ class PageStyle(NbGraderPreprocessor):
 
 
 # ------------------------------------------------------------------------------------- time limit
+class FeedbackLimits(Configurable):
+    timeout = Float(
+        60, help="Seconds `autograd-course grade` allows for rendering one student's feedback pages; past it the "
+        "rendering is killed and the student gets pages with the scores only."
+    ).tag(config=True)
+
+
 def _die_with_parent() -> None:
     """Ask Linux to kill this process when the process that forked it dies (PR_SET_PDEATHSIG)."""
     try:
@@ -405,3 +416,91 @@ def _reap(pid: int, grace: float = 1.0) -> None:
     except ProcessLookupError:
         pass
     os.waitpid(pid, 0)
+
+
+def generate_with_time_limit(api, assignment_id: str, student_id: str, seconds: float) -> dict:
+    """nbgrader's generate_feedback for one student, in a child process killed after ``seconds``."""
+    return run_with_time_limit(lambda: api.generate_feedback(assignment_id, student_id, force=True), seconds)
+
+
+def student_feedback(api, assignment_id: str, student_id: str, seconds: float) -> str:
+    """Write one student's feedback pages within ``seconds``; return a note for grades.csv ('' when all went well).
+
+    When the pages cannot be rendered in time (or at all), each graded notebook gets a page with its scores only.
+    """
+    result = generate_with_time_limit(api, assignment_id, student_id, seconds)
+    if result.get("success"):
+        return ""
+    if result.get("timed_out"):
+        why = f"took longer than {seconds:g} s to render and were stopped"
+    else:
+        text = (result.get("error") or result.get("log") or "").strip()
+        why = f"could not be rendered ({text.splitlines()[-1] if text else 'no detail'})"
+    try:
+        written = write_scores_only_pages(api.coursedir, assignment_id, student_id, why)
+    except Exception:  # noqa: BLE001 - no gradebook entry, unwritable folder: the note says there are no pages
+        written = []
+    if written:
+        return f"feedback: the detailed pages {why}; pages with the scores only were written"
+    return f"feedback: the pages {why}"
+
+
+# ------------------------------------------------------------------------------ scores-only pages
+_PAGE = """<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.8em; text-align: left; }}
+</style>
+</head>
+<body>
+<h1>{title} (Score: {score} / {max_score})</h1>
+<p>{sentence}</p>
+<table>
+<tr><th>part</th><th>score</th></tr>
+{rows}
+</table>
+</body>
+</html>
+"""
+
+
+def _number(value) -> str:
+    return f"{float(value or 0):g}"
+
+
+def write_scores_only_pages(coursedir, assignment_id: str, student_id: str, why: str) -> list[Path]:
+    """A page per autograded notebook of the student with the score of each part, from the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    source = Path(coursedir.format_path(coursedir.autograded_directory, student_id, assignment_id))
+    target = Path(coursedir.format_path(coursedir.feedback_directory, student_id, assignment_id))
+    written = []
+    sentence = f"The detailed feedback page for this notebook {why}. These are your scores."
+    with Gradebook(coursedir.db_url) as gradebook:
+        for path in sorted(source.glob("*.ipynb")):
+            try:
+                notebook = gradebook.find_submission_notebook(path.stem, assignment_id, student_id)
+            except MissingEntry:
+                continue
+            penalty = notebook.late_submission_penalty or 0
+            rows = "\n".join(
+                f"<tr><td>{html.escape(grade.name)}</td><td>{_number(grade.score)} / {_number(grade.max_score)}</td></tr>"
+                for grade in sorted(notebook.grades, key=lambda grade: grade.name)
+            )
+            page = _PAGE.format(
+                title=html.escape(path.stem), score=_number(notebook.score - penalty), max_score=_number(notebook.max_score),
+                sentence=html.escape(sentence), rows=rows,
+            )
+            target.mkdir(parents=True, exist_ok=True)
+            destination = target / f"{path.stem}.html"
+            temporary = destination.with_name(f".{destination.name}.tmp")
+            temporary.write_text(page, encoding="utf-8")
+            os.chmod(temporary, 0o644)
+            temporary.replace(destination)
+            written.append(destination)
+    return written

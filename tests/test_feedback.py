@@ -1,4 +1,5 @@
-"""Feedback pages: nothing a student authored runs in them, slows them down or carries the hidden tests into them.
+"""Feedback pages: nothing a student authored runs in them, slows them down or carries the hidden tests into them,
+and a student whose pages cannot be rendered in time still gets their scores.
 
 Most tests render one notebook with nbgrader's own feedback converter (``generate_feedback`` through the
 NbGraderAPI, configured by the course's grader_config.py) in a scratch course whose gradebook knows the
@@ -8,6 +9,7 @@ tests that nbgrader puts back at grading), changed by each test the way a submis
 
 from __future__ import annotations
 
+import csv
 import html
 import os
 import re
@@ -22,9 +24,10 @@ from bs4 import BeautifulSoup
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output, new_raw_cell
 
 from autograd_course import feedback
+from autograd_course.catalog import solved, submission
 from autograd_course.grading import prepare_gradebook, quiet_nbgrader_warnings
 
-from conftest import copy_course
+from conftest import copy_course, submit
 
 Q6 = "q6_basic_gradients"
 MARK = "xssmark31337"  # in every injected tag, attribute and script: it may appear in the page only as text
@@ -312,6 +315,67 @@ def test_the_childs_result_or_error_comes_back():
     assert failed["success"] is False and "ZeroDivisionError" in failed["error"]
     died = feedback.run_with_time_limit(lambda: os._exit(3), 30)
     assert died["success"] is False and "without a result" in died["error"]
+
+
+class SlowAPI:
+    """An nbgrader API whose feedback never finishes."""
+
+    def __init__(self, api):
+        self.coursedir = api.coursedir
+
+    def generate_feedback(self, *args, **kwargs):
+        time.sleep(3600)
+
+
+def test_past_the_time_limit_the_student_gets_their_scores(prepared):
+    from nbgrader.api import Gradebook
+
+    student = "slow_to_render"
+    autograded(prepared, student)
+    points = {"q6_gradient": 4, "q6a_analytic_gradient": 0, "q6b_no_grad_error": 2, "q6c_tracking": 1.5}
+    with Gradebook(f"sqlite:///{prepared.gradebook}") as gradebook:
+        for grade in gradebook.find_submission_notebook(Q6, prepared.assignment_id, student).grades:
+            grade.auto_score = points[grade.name]
+        gradebook.db.commit()
+    folder = prepared.feedback_dir / student / prepared.assignment_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{Q6}.html").write_text("half a page, cut off by the kill")
+
+    note = feedback.student_feedback(SlowAPI(prepared.nbgrader_api()), prepared.assignment_id, student, 1)
+    assert note == ("feedback: the detailed pages took longer than 1 s to render and were stopped; "
+                    "pages with the scores only were written")
+    page = (folder / f"{Q6}.html").read_text(encoding="utf-8")
+    text = " ".join(shown_text(page, " ").split())
+    assert "Score: 7.5 / 10" in text
+    for part, score in points.items():
+        assert re.search(rf"{part} {score:g} / \d+", text), part
+    assert "The detailed feedback page for this notebook took longer than 1 s to render" in text
+    assert not active(page) and "<script" not in page
+
+
+def test_grading_past_the_feedback_time_limit_leaves_scores_and_a_note(tmp_path):
+    """The real `autograd-course grade`, with a feedback time limit no rendering can meet."""
+    course = copy_course(tmp_path / "course")
+    config = course.root / "grader_config.py"
+    config.write_text(config.read_text().replace("c.FeedbackLimits.timeout = 60", "c.FeedbackLimits.timeout = 0.01"))
+    submit(course, "solver", {notebook_id: solved(course, notebook_id) for notebook_id in course.notebook_ids})
+    submit(course, "blank", {notebook_id: submission(course, notebook_id) for notebook_id in course.notebook_ids})
+    result = subprocess.run([str(VENV_BIN / "autograd-course"), "grade", "--jobs", "2"], cwd=course.root,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    with open(course.grades_csv, newline="") as handle:
+        rows = {row["student_id"]: row for row in csv.DictReader(handle)}
+    assert (rows["solver"]["score"], rows["solver"]["status"]) == ("40", "ok")
+    assert (rows["blank"]["score"], rows["blank"]["status"]) == ("0", "ok")
+    for student in rows:
+        assert rows[student]["notes"] == ("feedback: the detailed pages took longer than 0.01 s to render and were "
+                                          "stopped; pages with the scores only were written")
+        for notebook_id in course.notebook_ids:
+            page = (course.feedback_dir / student / course.assignment_id / f"{notebook_id}.html").read_text()
+            assert "could not" not in page and "took longer than 0.01 s" in html.unescape(page)
+    q6 = " ".join(shown_text((course.feedback_dir / "solver" / course.assignment_id / f"{Q6}.html").read_text(), " ").split())
+    assert "Score: 10 / 10" in q6 and "q6_gradient 4 / 4" in q6
+    assert not (course.root / ".grading").exists()
 
 
 # ------------------------------------------------------------------------------------- unit level
