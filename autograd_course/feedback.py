@@ -182,7 +182,7 @@ class RemoveHiddenTestLines(NbGraderPreprocessor):
         inside = False
         for index, line in enumerate(lines):
             if self.begin in line or self.end in line:
-                inside = self.begin in line
+                inside = line.rfind(self.begin) > line.rfind(self.end) if self.end in line else True
                 removed.add(index)
             elif inside:
                 removed.add(index)
