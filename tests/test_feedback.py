@@ -28,6 +28,7 @@ from autograd_course.catalog import solved, submission
 from autograd_course.grading import prepare_gradebook, quiet_nbgrader_warnings
 
 from conftest import copy_course, submit
+from gradebook_helpers import active_content, shown_text
 
 Q6 = "q6_basic_gradients"
 MARK = "xssmark31337"  # in every injected tag, attribute and script: it may appear in the page only as text
@@ -73,26 +74,8 @@ def index_of(nb, grade_id: str) -> int:
     return next(i for i, cell in enumerate(nb.cells) if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
-def active(page: str, mark: str = MARK) -> list[str]:
-    """Whatever in the page a browser would act on and that carries ``mark`` (or any event handler at all)."""
-    soup = BeautifulSoup(page, "html.parser")
-    found = []
-    for tag in soup.find_all(True):
-        if mark in tag.name:
-            found.append(f"<{tag.name}>")
-        for name, value in tag.attrs.items():
-            value = " ".join(value) if isinstance(value, list) else str(value)
-            if name.lower().startswith("on") or mark in name or mark in value:
-                found.append(f"<{tag.name} {name}={value!r}>")
-        if tag.name in ("script", "style", "iframe", "object", "embed", "svg", "math", "template") and mark in tag.decode():
-            found.append(f"<{tag.name}>{tag.decode()[:80]}")
-    return found
-
-
-def shown_text(page: str, between: str = "") -> str:
-    """The page as a reader sees it: tags removed (``between`` put in their place), character references
-    decoded."""
-    return BeautifulSoup(page, "html.parser").get_text(between)
+def active(page: str) -> list[str]:
+    return active_content(page, MARK)
 
 
 def hidden_lines(course, notebook_id: str = Q6) -> list[str]:
