@@ -198,13 +198,14 @@ def quiet_nbgrader_warnings() -> None:
 
 def _start_worker(root: str, overrides: dict) -> None:
     global _worker_api, _worker_assignment, _worker_feedback_timeout
-    from .feedback import FeedbackLimits
+    from .feedback import FeedbackLimits, prepare_worker
 
     quiet_nbgrader_warnings()
     course = Course.at(root)
     _worker_api = course.nbgrader_api(overrides)
     _worker_assignment = course.assignment_id
     _worker_feedback_timeout = FeedbackLimits(config=course.nbgrader_config(overrides)).timeout
+    prepare_worker(_worker_api, _worker_assignment)
 
 
 def _grade_student(student: str) -> tuple[str, str, str]:
