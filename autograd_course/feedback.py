@@ -320,10 +320,11 @@ class StudentContentAsText(NbGraderPreprocessor):
 
 # --------------------------------------------------------------------------------------- page style
 class PageStyle(NbGraderPreprocessor):
-    """Add CSS to the page (after nbconvert's CSSHTMLHeaderPreprocessor, which sets the page's CSS)."""
+    """Add CSS to the page (after nbconvert's CSSHTMLHeaderPreprocessor, which sets the page's CSS): long lines
+    of outputs (a failed check's hint), code and the student's text wrap instead of being cut off."""
 
     css = Unicode(
-        "div.output_area pre, div.output_subarea pre, pre.student-text {\n"
+        "div.output_area pre, div.output_subarea pre, div.input_area pre, pre.student-text {\n"
         "  white-space: pre-wrap;\n  overflow-wrap: anywhere;\n  word-break: normal;\n}\n",
         help="CSS added to every feedback page.",
     ).tag(config=True)
