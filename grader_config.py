@@ -40,10 +40,25 @@ c.Autograde.autograde_preprocessors = [
 c.SandboxedExecute.memory_limit_mb = 2048
 c.SandboxedExecute.output_limit = 100_000
 
-# Feedback shows each part's score and the failed checks' messages, never the hidden tests' source.
+# --- feedback --------------------------------------------------------------------------------------
+# Feedback shows each part's score and the failed checks' messages, never the hidden tests' source; whatever the
+# student authored (added markdown and raw cells, answers, outputs) is shown as escaped text, which no browser
+# runs and no markdown parser slows down on (autograd_course/feedback.py). Plain `nbgrader generate_feedback`
+# in the course root renders the same way.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
+    "autograd_course.feedback.RemoveHiddenTestLines",
+    "autograd_course.feedback.StudentContentAsText",
     "nbgrader.preprocessors.ClearHiddenTests",
     "autograd_course.feedback.ExplainFailures",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "autograd_course.feedback.PageStyle",
 ]
+# Hidden-test lines shorter than this are too common to remove from other text (whitespace runs count as one).
+c.RemoveHiddenTestLines.min_length = 16
+# nbconvert's HTML exporter (feedback pages, and formgrader's view of a submission) drops scripts and unsafe HTML
+# from outputs, even if a notebook arrives with them.
+c.HTMLExporter.sanitize_html = True
+# Seconds `autograd-course grade` gives one student's feedback pages; past it the rendering is killed and the
+# student gets a page per notebook with the scores only (noted in grades.csv).
+c.FeedbackLimits.timeout = 60

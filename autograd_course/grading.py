@@ -41,6 +41,7 @@ class StudentRow:
     student_id: str
     notebooks: dict[str, NotebookResult]
     max_score: float
+    extra_notes: list[str] = field(default_factory=list)  # what happened outside the notebooks (feedback)
 
     @property
     def score(self) -> float:
@@ -58,9 +59,12 @@ class StudentRow:
     @property
     def notes(self) -> str:
         return " | ".join(
-            f"{notebook_id}: {event.get('where') + ': ' if event.get('where') else ''}{event['detail']}"
-            for notebook_id, result in self.notebooks.items()
-            for event in result.events
+            [
+                f"{notebook_id}: {event.get('where') + ': ' if event.get('where') else ''}{event['detail']}"
+                for notebook_id, result in self.notebooks.items()
+                for event in result.events
+            ]
+            + self.extra_notes
         )
 
 
@@ -141,8 +145,8 @@ def grade(
         }
         if timeout is not None:
             overrides["Execute.timeout"] = int(timeout) if float(timeout).is_integer() else timeout
-        failures = _grade_students(course, selected, overrides, jobs, progress)
-    rows = collect_rows(course, students, failures)
+        failures, notes = _grade_students(course, selected, overrides, jobs, progress)
+    rows = collect_rows(course, students, failures, notes)
     write_grades_csv(course, rows)
     return rows
 
@@ -158,11 +162,13 @@ def stage_submissions(course: Course, students: list[str], staging: Path) -> Non
             stage_as_error(course, course.submitted_dir / student, staging, f"the submission could not be staged ({why})")
 
 
-def _grade_students(course, students, overrides, jobs, progress) -> dict[str, str]:
-    """Autograde and write feedback for each student; return the students whose run failed, with why."""
+def _grade_students(course, students, overrides, jobs, progress) -> tuple[dict[str, str], dict[str, str]]:
+    """Autograde and write feedback for each student; return the students whose run failed, with why, and the
+    notes on students whose run went otherwise than planned (feedback pages with the scores only)."""
     failures: dict[str, str] = {}
+    notes: dict[str, str] = {}
     if not students:
-        return failures
+        return failures, notes
     bar = Progress(len(students), progress)
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
@@ -172,19 +178,23 @@ def _grade_students(course, students, overrides, jobs, progress) -> dict[str, st
         futures = {pool.submit(_grade_student, student): student for student in students}
         for future in as_completed(futures):
             student = futures[future]
+            note = ""
             try:
-                _, problem = future.result()
+                _, problem, note = future.result()
             except Exception as error:  # noqa: BLE001 - a worker that died costs one student, not the run
                 problem = f"the grading worker failed: {error!r}"
             if problem:
                 failures[student] = problem
+            if note:
+                notes[student] = note
             bar.advance(student, problem)
     bar.finish()
-    return failures
+    return failures, notes
 
 
 _worker_api = None
 _worker_assignment = None
+_worker_feedback_timeout = None
 
 
 def quiet_nbgrader_warnings() -> None:
@@ -197,22 +207,32 @@ def quiet_nbgrader_warnings() -> None:
 
 
 def _start_worker(root: str, overrides: dict) -> None:
-    global _worker_api, _worker_assignment
+    global _worker_api, _worker_assignment, _worker_feedback_timeout
+    from .feedback import FeedbackLimits, prepare_worker
+
     quiet_nbgrader_warnings()
     course = Course.at(root)
     _worker_api = course.nbgrader_api(overrides)
     _worker_assignment = course.assignment_id
+    _worker_feedback_timeout = FeedbackLimits(config=course.nbgrader_config(overrides)).timeout
+    prepare_worker(_worker_api, _worker_assignment)
 
 
-def _grade_student(student: str) -> tuple[str, str]:
+def _grade_student(student: str) -> tuple[str, str, str]:
+    """Autograde one student and write their feedback; return the student, what failed ('' if nothing) and a
+    note for grades.csv ('' if none)."""
+    from .feedback import student_feedback
+
     problems = []
     result = _worker_api.autograde(_worker_assignment, student, force=True, create=True)
     if not result["success"]:
         problems.append(f"autograde failed: {_last_line(result)}")
-    feedback = _worker_api.generate_feedback(_worker_assignment, student, force=True)
-    if not feedback["success"]:
-        problems.append(f"feedback failed: {_last_line(feedback)}")
-    return student, "; ".join(problems)
+    # In a forked child killed past the time limit; the student gets pages with the scores only if it fails.
+    note = student_feedback(_worker_api, _worker_assignment, student, _worker_feedback_timeout)
+    if problems and note:  # a consequence of the failed autograde, reported with it
+        problems.append(note)
+        note = ""
+    return student, "; ".join(problems), note
 
 
 def _last_line(result: dict) -> str:
@@ -264,10 +284,13 @@ class Progress:
 
 
 # ------------------------------------------------------------------------------------------- grades
-def collect_rows(course: Course, students: list[str], failures: dict[str, str] | None = None) -> list[StudentRow]:
+def collect_rows(
+    course: Course, students: list[str], failures: dict[str, str] | None = None, notes: dict[str, str] | None = None
+) -> list[StudentRow]:
     from nbgrader.api import Gradebook, MissingEntry
 
     failures = failures or {}
+    notes = notes or {}
     rows = []
     with Gradebook(f"sqlite:///{course.gradebook}", course.config.CourseDirectory.get("course_id", "")) as gradebook:
         assignment = gradebook.find_assignment(course.assignment_id)
@@ -286,7 +309,7 @@ def collect_rows(course: Course, students: list[str], failures: dict[str, str] |
                     why = failures.get(student) or f"no graded notebook ({type(error).__name__})"
                     result.events.append({"kind": "error", "detail": why})
                 notebooks[notebook_id] = result
-            rows.append(StudentRow(student, notebooks, max_score))
+            rows.append(StudentRow(student, notebooks, max_score, [notes[student]] if notes.get(student) else []))
     return rows
 
 

@@ -28,3 +28,34 @@ def failure_message(course: Course, student: str, notebook_id: str, part: str) -
 def feedback_text(course: Course, student: str, notebook_id: str) -> str:
     page = course.feedback_dir / student / course.assignment_id / f"{notebook_id}.html"
     return html.unescape(page.read_text(encoding="utf-8"))
+
+
+def feedback_page(course: Course, student: str, notebook_id: str) -> str:
+    """A feedback page as written (HTML)."""
+    page = course.feedback_dir / student / course.assignment_id / f"{notebook_id}.html"
+    return page.read_text(encoding="utf-8")
+
+
+def active_content(page: str, mark: str) -> list[str]:
+    """What in a page a browser would act on and that carries ``mark`` (a string put in every injected tag,
+    attribute and script), and any event-handler attribute at all: [] for a page where ``mark`` is only text."""
+    from bs4 import BeautifulSoup
+
+    found = []
+    for tag in BeautifulSoup(page, "html.parser").find_all(True):
+        if mark in tag.name:
+            found.append(f"<{tag.name}>")
+        for name, value in tag.attrs.items():
+            value = " ".join(value) if isinstance(value, list) else str(value)
+            if name.lower().startswith("on") or mark in name or mark in value:
+                found.append(f"<{tag.name} {name}={value!r}>")
+        if tag.name in ("script", "style", "iframe", "object", "embed", "svg", "math", "template") and mark in tag.decode():
+            found.append(f"<{tag.name}>{tag.decode()[:80]}")
+    return found
+
+
+def shown_text(page: str, between: str = "") -> str:
+    """A page as a reader sees it: tags removed (``between`` put in their place), character references decoded."""
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(page, "html.parser").get_text(between)

@@ -24,7 +24,7 @@ import pytest
 from autograd_course.catalog import by_name, solved, submission
 
 from conftest import submit
-from gradebook_helpers import failure_message, feedback_text, part_scores
+from gradebook_helpers import active_content, failure_message, feedback_page, feedback_text, part_scores, shown_text
 
 CELL_TIMEOUT = 2
 MARKER = "autograd-course-hostile-marker-31337"
@@ -79,6 +79,14 @@ for path, where in (('/tmp/left', '/tmp'), ('/left', '/'), ('/dev/left', '/dev')
         pass
 """
 LOOK_FOR_FILES = "import os\nprint('LOOKED', sorted(os.listdir('/tmp')), sorted(os.listdir('/dev/shm')))"
+XSS = "xsshostile31337"  # in every tag, attribute and script a student injects into a feedback page
+INJECTIONS = [
+    f"<script>window.{XSS} = 1</script>",
+    f"<img src=x onerror=\"{XSS}()\">",
+    f"<svg onload=\"{XSS}()\"></svg>",
+    f"[link](javascript:{XSS}())",
+    f"</pre></div><script>{XSS}()</script>",
+]
 
 
 def answer(course, notebook_id, cell_id, code):
@@ -94,6 +102,32 @@ def q6_with(course, code, cell_id="q6c-answer", before=False):
         if cell.metadata.get("nbgrader", {}).get("grade_id") == cell_id:
             cell.source = f"{code}\n{cell.source}" if before else f"{cell.source}\n{code}\n"
     return nb
+
+
+def with_cells(nb, *cells):
+    """``nb`` with ``cells`` added after its first answer cell, as a student adds cells."""
+    answer = next(i for i, cell in enumerate(nb.cells) if cell.metadata.get("nbgrader", {}).get("solution"))
+    nb.cells[answer + 1:answer + 1] = list(cells)
+    return nb
+
+
+def source_of_test_cell(course, notebook_id, grade_id):
+    """A test cell as the instructor wrote it, hidden tests included."""
+    nb = nbformat.read(course.source_dir / f"{notebook_id}.ipynb", 4)
+    return next(cell.source for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def hidden_lines(course, notebook_id, grade_id, shortest=20):
+    """The distinctive lines of a test cell's hidden tests: long enough, and not shown in the release anyway."""
+    release = nbformat.read(course.release_dir / f"{notebook_id}.ipynb", 4)
+    visible = {line.strip() for cell in release.cells for line in cell.source.splitlines()}
+    source = source_of_test_cell(course, notebook_id, grade_id)
+    hidden = source.split("### BEGIN HIDDEN TESTS", 1)[1].split("### END HIDDEN TESTS", 1)[0]
+    return [line.strip() for line in hidden.splitlines() if len(line.strip()) >= shortest and line.strip() not in visible]
+
+
+def first_assert(course, notebook_id, grade_id):
+    return next(line for line in hidden_lines(course, notebook_id, grade_id) if line.startswith("assert "))
 
 
 def full(course, **replace):
@@ -201,6 +235,19 @@ def hostile_class(module_course, tmp_path_factory):
             "def skip(frame, event, arg):\n    if event == 'line' and frame.f_code.co_filename.startswith('<cell'):\n"
             "        try:\n            frame.f_lineno = frame.f_lineno + 1\n        except Exception:\n            pass\n"
             "    return skip\nsys.settrace(skip)\n"})),
+        # --- feedback pages
+        "adds_hostile_cells": full(course, q6_basic_gradients=with_cells(
+            solved(course, q6),
+            nbformat.v4.new_markdown_cell("[a](/files/" * 12_000),  # 132 KB; before: hours in nbconvert
+            nbformat.v4.new_markdown_cell("\n\n".join(INJECTIONS)),
+            nbformat.v4.new_raw_cell("\n".join(INJECTIONS), metadata={"raw_mimetype": "text/html"}),
+        )),
+        # a whole test cell, hidden tests included, printed by the student's own code
+        "prints_hidden_tests": full(course, q6_basic_gradients=q6_with(
+            course, f"print({source_of_test_cell(course, q6, 'q6_gradient')!r})")),
+        # a hidden line raised from the student's function while the hidden test calls it
+        "raises_hidden_tests": full(course, q6_basic_gradients=solved(course, q6, {
+            "q6a-answer": f"def dy_dx(x):\n    raise AssertionError({first_assert(course, q6, 'q6a_analytic_gradient')!r})\n"})),
         # --- structure and metadata
         "deletes_a_test": full(course, q6_basic_gradients=_without_cell(solved(course, q6), "q6_gradient")),
         "duplicates_and_moves": full(course, q6_basic_gradients=_moved_and_duplicated(solved(course, q6))),
@@ -480,6 +527,9 @@ def test_processes_cannot_be_started(graded):
         ("empty_folder", "missing:q6_basic_gradients;missing:q7_weights;missing:q8_breaking_the_graph;"
                          "missing:q9_gradient_accumulation", "0"),
         ("extra_files", "ok", "40"),
+        ("adds_hostile_cells", "ok", "40"),
+        ("prints_hidden_tests", "ok", "40"),
+        ("raises_hidden_tests", "ok", "38"),
         ("links_to_source", "invalid:q6_basic_gradients", "30"),
         ("links_a_folder", "missing:q6_basic_gradients", "30"),
         ("honest_shows_values", "ok", "40"),
@@ -595,3 +645,39 @@ def test_a_patch_made_while_a_check_runs_costs_that_check(graded):
     scores = part_scores(graded["course"], "patches_during_a_check", "q6_basic_gradients")
     assert scores["q6a_analytic_gradient"] == 0 and scores["q6_gradient"] == 4
     assert "while this check ran" in graded["rows"]["patches_during_a_check"]["notes"]
+
+
+def test_feedback_pages_are_rendered_in_time_for_everyone(graded):
+    # No student needed the scores-only fallback, the one with 132 KB of pathological markdown included.
+    assert not [student for student, row in graded["rows"].items() if "feedback:" in row["notes"]]
+    course = graded["course"]
+    for student in ("honest_full", "adds_hostile_cells", "prints_hidden_tests"):
+        assert "Grade cell: <code>q6_gradient</code>" in feedback_page(course, student, "q6_basic_gradients")
+
+
+def test_student_markup_is_shown_as_text_and_never_runs(graded):
+    page = feedback_page(graded["course"], "adds_hostile_cells", "q6_basic_gradients")
+    assert active_content(page, XSS) == []
+    shown = shown_text(page)
+    for injection in INJECTIONS:
+        assert shown.count(injection) == 2, injection  # the markdown cell and the raw cell, as written
+    assert "[a](/files/" * 100 in shown
+
+
+def test_no_feedback_page_shows_a_hidden_line_whoever_printed_it(graded):
+    course = graded["course"]
+    q6 = "q6_basic_gradients"
+    for student, part in (("prints_hidden_tests", "q6_gradient"), ("raises_hidden_tests", "q6a_analytic_gradient")):
+        secrets = hidden_lines(course, q6, part)
+        assert secrets
+        # the hidden lines are in what the student's code produced ...
+        nb = nbformat.read(course.autograded_dir / student / "autograd_basics" / f"{q6}.ipynb", 4)
+        produced = json.dumps([cell.get("outputs", []) for cell in nb.cells])
+        assert any(json.dumps(line)[1:-1] in produced for line in secrets), student
+        # ... but in no page
+        text = shown_text(feedback_page(course, student, q6))
+        shown = [line for line in secrets if "".join(line.split()) in "".join(text.split())]
+        assert not shown, (student, shown[:2])
+        assert "[hidden test removed]" in text
+    message = failure_message(course, "raises_hidden_tests", q6, "q6a_analytic_gradient")
+    assert first_assert(course, q6, "q6a_analytic_gradient") in message  # the attack reached the check
