@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 from nbgrader import utils
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import ClearHiddenTests, Execute
 from traitlets import Bool, Float, Integer
 
 from . import outcomes
@@ -48,9 +48,13 @@ class SandboxedExecute(Execute):
 
     def preprocess(self, nb, resources):
         code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+        hidden = ClearHiddenTests(config=self.config)
         plan = {
             "cells": [
-                {"index": index, "name": _cell_name(cell), "source": cell.source, "is_test": _is_test(cell)}
+                {
+                    "index": index, "name": _cell_name(cell), "source": cell.source, "is_test": _is_test(cell),
+                    "hidden_lines": _hidden_lines(cell.source, hidden) if _is_test(cell) else [],
+                }
                 for index, cell in enumerate(code_cells)
             ],
             "cell_timeout": float(self.timeout),
@@ -91,6 +95,19 @@ class SandboxedExecute(Execute):
         except (KeyError, OSError, ValueError):
             code_cells = 10
         return float(self.timeout) * max(code_cells, 1)
+
+
+def _hidden_lines(source: str, hidden: ClearHiddenTests) -> list[int]:
+    """The line numbers (from 1) of a check's hidden tests, delimiters included, as nbgrader's settings mark them."""
+    lines, inside = [], False
+    for number, line in enumerate(source.split("\n"), start=1):
+        if hidden.begin_test_delimeter in line:
+            inside = True
+        if inside:
+            lines.append(number)
+        if hidden.end_test_delimeter in line:
+            inside = False
+    return lines
 
 
 def _is_test(cell) -> bool:

@@ -385,5 +385,55 @@ def test_a_check_can_tell_a_backward_call_from_a_gradient_written_by_hand(judge)
     assert run(judge, setup + "y.backward()", probe).passed(1)
     assert run(judge, setup + "y.backward(retain_graph=True)", probe).passed(1)
     assert run(judge, setup + "torch.autograd.backward([y])", probe).passed(1)
+    assert run(judge, setup + "y.sum().backward()", probe).passed(1)
+    assert run(judge, setup + "loss = y[0]\nloss.backward()", probe).passed(1)
     assert not run(judge, setup + "x.grad = 2 * x.detach() + 3", probe).passed(1)
+    assert not run(judge, setup + "x.grad = 2 * x.detach() + 3\ny.grad_fn.metadata['backward_calls'] = 1", probe).passed(1)
     assert not run(judge, setup + "y.backward(retain_graph=True)\ny.backward()", probe).passed(1)
+
+
+def test_an_exception_a_hidden_call_provokes_carries_nothing_of_it(judge):
+    # The student's function records its inputs and raises them, in its message and in its class name.
+    student = (
+        "import torch\ncalls = []\ndef dy_dx(x):\n    calls.append(x.tolist())\n    if len(calls) == 2:\n"
+        "        raise type('Leak_' + str(len(calls)), (ValueError,), {})('inputs: ' + repr(calls))\n"
+        "    return 2 * x + 3")
+    source = ("import torch\nassert dy_dx(torch.tensor([2.0])).tolist() == [7.0]\n### BEGIN HIDDEN TESTS\n"
+              "dy_dx(torch.tensor([-8.125]))\n### END HIDDEN TESTS")
+    plan_cells = [
+        {"index": 0, "name": "answer", "source": student, "is_test": False},
+        {"index": 1, "name": "check", "source": source, "is_test": True, "hidden_lines": [3, 4, 5]},
+    ]
+    verdict = Verdict(judge.judge({"cells": plan_cells, "cell_timeout": 5.0, "budget": 20.0, "output_limit": 100_000, "memory_mb": 2048}))
+    error = verdict.error(1)
+    assert (error["ename"], error["evalue"]) == ("ValueError", "raised by your code while a hidden part of this check ran it")
+    assert "8.125" not in str(verdict.cells[1]) and "Leak" not in str(verdict.cells[1])
+
+
+def test_honest_uses_of_the_machine_still_work(judge):
+    verdict = run(judge,
+        "import torch, os, resource, warnings, socket\ntorch.set_num_threads(2)\na = torch.ones(512, 512)\n"
+        "print((a @ a).sum().item())\nos.nice(0)\nos.sched_setaffinity(os.getpid(), os.sched_getaffinity(0))\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 0)\nwarnings.showwarning = lambda *args, **kwargs: None\n"
+        "warnings.warn('quiet')\nsocket.socket(socket.AF_INET, socket.SOCK_STREAM).close()\nprint('ok')",
+        check("assert True"))
+    assert verdict.text(0) == "134217728.0\nTrue\nok\n", verdict.cells[0]
+    assert verdict.events == [] and verdict.passed(1)
+
+
+def test_a_notebook_cannot_leave_settings_for_the_next(judge):
+    verdict = run(judge,
+        "import os, socket\nfor path in ('/proc/self/oom_score_adj', '/proc/self/autogroup', '/proc/1/oom_score_adj'):\n"
+        "    try:\n        open(path, 'w').write('1')\n        print('wrote', path)\n    except OSError as error:\n"
+        "        print(error.strerror)\n"
+        "try:\n    socket.socket(40, socket.SOCK_STREAM)\n    print('vsock')\nexcept OSError as error:\n    print(error.strerror)")
+    assert verdict.text(0) == "Read-only file system\n" * 3 + "Operation not permitted\n", verdict.cells[0]
+
+
+def test_a_wide_tree_left_in_tmp_is_removed_in_time(judge):
+    # Emptying /tmp reads each folder once: twenty thousand folders, each with a file, take a second, not minutes.
+    verdict = run(judge,
+        "import os\nos.chdir('/tmp')\nfor index in range(20_000):\n    os.mkdir(f'd{index}')\n"
+        "    open(f'd{index}/f', 'w').close()\nvalue = 1", check("assert value == 1"), timeout=20.0)
+    assert verdict.passed(1)
+    assert run(judge, "import os\nprint(os.listdir('/tmp'))").text(0) == "[]\n"

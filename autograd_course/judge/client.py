@@ -17,8 +17,7 @@ from ..launch import python_command
 from ..sandbox.bwrap import SandboxUnavailable
 from ..sandbox.client import READY_TIMEOUT
 from ..wire import WireError, connected_pair
-from .notebook import GRACE_SECONDS
-from .server import JUDGE_MARGIN
+from .server import notebook_seconds
 
 
 class JudgeFailed(Exception):
@@ -61,7 +60,7 @@ class JudgeService:
         if self.process is None or self.process.poll() is not None:
             self.start()
         # Two attempts (a broken sandbox is replaced once), and the time to start a sandbox in between.
-        deadline = time.monotonic() + 2 * (plan["budget"] + plan["cell_timeout"] + 2 * GRACE_SECONDS + JUDGE_MARGIN) + READY_TIMEOUT
+        deadline = time.monotonic() + 2 * notebook_seconds(plan["budget"], plan["cell_timeout"]) + READY_TIMEOUT
         try:
             self.channel.send({"plan": plan}, deadline)
             reply = self.channel.receive(deadline)

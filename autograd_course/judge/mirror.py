@@ -9,8 +9,9 @@ A check sees the student's objects as faithful copies made in the judge's own pr
   ``data_ptr()`` comparisons hold). A tensor with a ``grad_fn`` is the output of a stand-in graph node
   (named after the student's, e.g. ``AddBackward``) whose inputs are the leaves the student's graph reaches; when
   a check differentiates through it, the node asks the kernel for the gradients of the student's real graph, so
-  an already-consumed graph raises the same error it would in Jupyter. Its ``metadata`` is the student's node's:
-  ``metadata["backward_calls"]`` counts the backward calls that started from that node (the kernel records them);
+  an already-consumed graph raises the same error it would in Jupyter. Its ``metadata`` is the student's node's,
+  except ``metadata["backward_calls"]``: the number of backward calls whose graph went through the student's node,
+  as the kernel recorded them;
 - exceptions: instances of the same builtin class (or a subclass of the same name), with the student's message and
   a traceback naming the same files, lines and functions;
 - the student's functions and classes: callables that run in the kernel, on arguments passed as data;
@@ -257,6 +258,8 @@ class _Builder:
                 metadata = self.value(node.get("metadata"), depth)
                 if isinstance(metadata, dict):
                     tensor.grad_fn.metadata.update(metadata)
+                # The grader's own count, whatever the student wrote in their node's metadata.
+                tensor.grad_fn.metadata["backward_calls"] = int(node.get("backward_calls") or 0)
                 if entry.get("retains_grad"):
                     tensor.retain_grad()
         self.built[index] = tensor

@@ -12,7 +12,8 @@ that replays the student cells first. So nothing a check passes to student code 
 output or a later check's message.
 
 Time: each cell gets at most ``cell_timeout`` seconds, and the whole notebook at most ``budget`` seconds (derived
-from the release by the caller, not from how many cells the submission has). A kernel that overruns, crashes or
+from the release by the caller, not from how many cells the submission has), counting each cell's first run;
+running cells again to rebuild a kernel has an allowance of its own, as large. A kernel that overruns, crashes or
 breaks the protocol is killed; its cell fails with the reason, and the notebook goes on in a new kernel that first
 replays the student cells before it (not the checks, and never the cell that failed).
 
@@ -55,6 +56,7 @@ class Cell:
     name: str
     source: str
     is_test: bool
+    hidden_lines: list[int] = field(default_factory=list)  # of a check: where its hidden tests are
 
 
 @dataclass
@@ -95,8 +97,9 @@ class NotebookJudge:
     def __init__(self, plan: Plan, sandbox: Sandbox) -> None:
         self.plan, self.sandbox = plan, sandbox
         self.verdict = Verdict()
-        self.started = time.monotonic()
-        self.deadline = self.started + plan.budget
+        # Each cell's first run draws on the budget; replays (to rebuild a kernel) draw on an allowance of the same
+        # size, so that an honest notebook is not cut short by the grader's own replays.
+        self.spent = {"first run": 0.0, "replay": 0.0}
         self.room = plan.output_limit
         self.execution_count = 0
         self.kernel = None
@@ -110,8 +113,8 @@ class NotebookJudge:
         cells = self.plan.cells
         try:
             for position, cell in enumerate(cells):
-                if time.monotonic() >= self.deadline:
-                    self._out_of_budget(cells[position:])
+                if self._left("first run") <= 0:
+                    self._out_of_budget(cells[position:], "the notebook's time limit")
                     break
                 try:
                     if self.kernel is None:
@@ -119,6 +122,9 @@ class NotebookJudge:
                             self._start_kernel(cells[:position])
                     with self._timed("checks" if cell.is_test else "student cells"):
                         outputs = self._check(cell) if cell.is_test else self._student_cell(cell)
+                except ReplayOutOfTime:
+                    self._out_of_budget(cells[position:], "the time allowed for running earlier cells again")
+                    break
                 except KernelLost as lost:
                     self.kernel = None
                     self.failed.add(cell.index)
@@ -147,41 +153,56 @@ class NotebookJudge:
             dirt = self.sandbox.clean()
             if dirt:
                 raise SandboxLost(f"the sandbox could not be emptied: {dirt}")
-            limits = {"memory_mb": self.plan.memory_mb, "cpu_seconds": int(self.plan.budget + 2 * GRACE_SECONDS) + 1}
+            limits = {"memory_mb": self.plan.memory_mb, "cpu_seconds": int(2 * self.plan.budget + 2 * GRACE_SECONDS) + 1}
             self.kernel = self.sandbox.spawn(limits, self.plan.max_frame)
             try:
                 for cell in before:
                     if not cell.is_test and cell.index not in self.failed:
+                        if self._left("replay") <= 0:
+                            self.kernel.stop()
+                            self.kernel = None
+                            raise ReplayOutOfTime()
                         self._student_cell(cell, replay=True)
                 return
             except KernelLost as lost:
                 self.kernel = None
                 self.failed.add(cell.index)
                 self._event(lost.kind, cell, "when run again: " + _lost_detail(lost, self.plan.cell_timeout))
-                if time.monotonic() >= self.deadline:
-                    raise
 
-    def _out_of_budget(self, rest: list[Cell]) -> None:
+    def _out_of_budget(self, rest: list[Cell], what: str) -> None:
         self.verdict.events.append({
             "kind": "timeout", "cell": rest[0].index,
-            "detail": f"the notebook's time limit ({self.plan.budget:g} s) ran out; the cells from here on were not run",
+            "detail": f"{what} ({self.plan.budget:g} s) ran out; the cells from here on were not run",
         })
         for cell in rest:
             self.verdict.cells[cell.index] = {
-                "outputs": [_error("NotExecuted", "this cell was not run: the notebook's time limit ran out")],
+                "outputs": [_error("NotExecuted", f"this cell was not run: {what} ran out")],
                 "execution_count": None,
             }
 
-    def _time_for_a_cell(self) -> float:
-        return max(min(self.plan.cell_timeout, self.deadline - time.monotonic()), 0.001)
+    def _left(self, clock: str) -> float:
+        return self.plan.budget - self.spent[clock]
+
+    def _time_for_a_cell(self, clock: str) -> float:
+        return max(min(self.plan.cell_timeout, self._left(clock)), 0.001)
+
+    @contextmanager
+    def _charged(self, clock: str):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.spent[clock] += time.monotonic() - started
 
     # -------------------------------------------------------------------------------- student cells
     def _student_cell(self, cell: Cell, replay: bool = False) -> list[dict]:
-        seconds = self._time_for_a_cell()
-        reply = self.kernel.request(
-            "run", time.monotonic() + seconds + GRACE_SECONDS,
-            source=cell.source, name=f"<cell {cell.index}>", timeout=seconds, room=max(self.room, 0),
-        )
+        clock = "replay" if replay else "first run"
+        seconds = self._time_for_a_cell(clock)
+        with self._charged(clock):
+            reply = self.kernel.request(
+                "run", time.monotonic() + seconds + GRACE_SECONDS,
+                source=cell.source, name=f"<cell {cell.index}>", timeout=seconds, room=max(self.room, 0),
+            )
         if replay:
             return []
         for event in _list(reply.get("events"))[:MAX_EVENTS_PER_REPLY]:
@@ -191,8 +212,12 @@ class NotebookJudge:
 
     # --------------------------------------------------------------------------------------- checks
     def _check(self, cell: Cell) -> list[dict]:
+        with self._charged("first run"):
+            return self._run_check(cell)
+
+    def _run_check(self, cell: Cell) -> list[dict]:
         filename = f"<check {cell.index}>"
-        deadline = time.monotonic() + self._time_for_a_cell()
+        deadline = time.monotonic() + self._time_for_a_cell("first run")
         remote = Remote(self.kernel, deadline, self.plan.value_limit, GRACE_SECONDS)
         mirror = Mirror(remote)
         stdout = io.StringIO()
@@ -235,7 +260,7 @@ class NotebookJudge:
         except KernelLost:
             raise
         except BaseException as exc:  # noqa: BLE001 - a failed check, as Jupyter would show it
-            error = _describe_failure(exc, filename)
+            error = _describe_failure(exc, filename, set(cell.hidden_lines))
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous_alarm)
@@ -313,6 +338,10 @@ def _lost_message(lost: KernelLost, cell_timeout: float) -> str:
     return lost.detail
 
 
+class ReplayOutOfTime(Exception):
+    """Running the earlier cells again, to rebuild a kernel, used up its allowance."""
+
+
 def _check_out_of_time(signum, frame):
     raise CheckOutOfTime()
 
@@ -350,16 +379,26 @@ def _global_reads(code: types.CodeType) -> set[str]:
     return names
 
 
-def _describe_failure(exc: BaseException, check_file: str) -> dict:
+def _describe_failure(exc: BaseException, check_file: str, hidden_lines: set[int]) -> dict:
     """A failed check as Jupyter would show it, minus the check's own lines (hidden tests stay hidden) and the
-    grader's frames; the student's frames (from a function of theirs the check called) stay."""
+    grader's frames; the student's frames (from a function of theirs the check called) stay.
+
+    An exception the student's code raised while a hidden line of the check ran it shows only its builtin class:
+    its message, its class name, its frames and their lines are all the student's to write, and could carry what
+    the hidden test passed in."""
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    hidden_call = any(frame.f_code.co_filename == check_file and line in hidden_lines for frame, line in frames)
+    if hidden_call and any(frame.f_code in STUDENT_LINES for frame, _ in frames):
+        ename = next((base.__name__ for base in type(exc).__mro__ if base.__module__ == "builtins"), "Exception")
+        evalue = "raised by your code while a hidden part of this check ran it"
+        return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
     ename = type(exc).__name__
     try:
         evalue = str(exc)
     except Exception:  # noqa: BLE001
         evalue = "<unprintable exception>"
     lines = []
-    for frame, line in traceback.walk_tb(exc.__traceback__):
+    for frame, line in frames:
         code = frame.f_code
         if code in STUDENT_LINES:
             text = STUDENT_LINES[code]  # a student's frame: never read the file it names

@@ -25,6 +25,12 @@ JUDGE_MARGIN = 30.0  # seconds past a notebook's budget before its judge is pres
 JUDGE_MEMORY_MB = 4096
 
 
+def notebook_seconds(budget: float, cell_timeout: float) -> float:
+    """The longest a judge may take: the budget for first runs and the allowance for replays, each overrun by
+    at most one cell and its grace, and the time to kill and clean up."""
+    return 2 * (budget + cell_timeout + 2 * GRACE_SECONDS) + JUDGE_MARGIN
+
+
 def warm_up() -> None:
     import torch
 
@@ -91,8 +97,7 @@ def _judge_in_fork(plan: Plan, sandbox: Sandbox) -> dict:
         finally:
             os._exit(0)
     theirs.close()
-    # A judge can overrun the budget by at most one cell, its grace, and the time to kill and clean up.
-    deadline = time.monotonic() + plan.budget + plan.cell_timeout + 2 * GRACE_SECONDS + JUDGE_MARGIN
+    deadline = time.monotonic() + notebook_seconds(plan.budget, plan.cell_timeout)
     try:
         reply = ours.receive(deadline)
     except WireError as error:

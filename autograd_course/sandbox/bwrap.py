@@ -80,6 +80,9 @@ def bwrap_command(argv: list[str], protected: list[Path] = ()) -> list[str]:
     # Nothing but /tmp and /dev/shm (emptied after every notebook) can be written: the root and /dev of the
     # sandbox would otherwise be uncapped tmpfs shared by every notebook it runs.
     command += ["--remount-ro", "/dev", "--remount-ro", "/"]
+    # /proc too: the zygote's settings (oom_score_adj, autogroup, coredump_filter) are files there, owned by the
+    # same uid as a kernel, and would carry a notebook's doing to every later one.
+    command += ["--remount-ro", "/proc"]
     command += ["--chdir", "/tmp", "--clearenv"]
     environment = {
         "PATH": "/usr/bin:/bin",

@@ -81,26 +81,38 @@ def prepare() -> Pristine:
     import torch
 
     record_backward_calls(torch)
+    keep_one_thread(torch)
     return Pristine(sys.modules[__name__], snapshot)
 
 
 def record_backward_calls(torch) -> None:
-    """Count, on the graph node each backward starts from, how many times it did: a check reads it as
-    ``y.grad_fn.metadata["backward_calls"]`` (torch's own per-node dictionary, copied to the judge with the node).
-    It tells a gradient computed by ``y.backward()`` (with ``retain_graph=True`` too) from one written by hand."""
+    """Count, for every graph node, the backward calls whose graph went through it (``y.backward()``,
+    ``y.sum().backward()``, ``torch.autograd.backward([y])``, with ``retain_graph=True`` too). The count is kept in
+    the kernel (snapshot.BACKWARD_RECORD), not on the student's objects, and a check reads it as
+    ``y.grad_fn.metadata["backward_calls"]`` on the judge's copy: it tells a gradient computed by backward from one
+    written by hand."""
     original = torch.autograd.backward
 
     @functools.wraps(original)
     def backward(tensors, *args, **kwargs):
         if not isinstance(tensors, torch.Tensor):
             tensors = tuple(tensors)
-        for tensor in (tensors,) if isinstance(tensors, torch.Tensor) else tensors:
-            node = getattr(tensor, "grad_fn", None) if isinstance(tensor, torch.Tensor) else None
-            if node is not None:
-                node.metadata[BACKWARD_CALLS] = node.metadata.get(BACKWARD_CALLS, 0) + 1
-        return original(tensors, *args, **kwargs)
+        result = original(tensors, *args, **kwargs)
+        roots = [
+            tensor.grad_fn for tensor in ((tensors,) if isinstance(tensors, torch.Tensor) else tensors)
+            if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None
+        ]
+        for node in snapshot.graph_nodes(roots, limit=1000):
+            snapshot.BACKWARD_RECORD.setdefault(id(node), [node, 0])[1] += 1
+        return result
 
     torch.autograd.backward = backward
+
+
+def keep_one_thread(torch) -> None:
+    """A kernel may not start threads (seccomp): asking torch for more would make it fail, so it keeps one."""
+    torch.set_num_threads = functools.wraps(torch.set_num_threads)(lambda threads: None)
+    torch.set_num_interop_threads = functools.wraps(torch.set_num_interop_threads)(lambda threads: None)
 
 
 def serve(fd: int, limits: dict, pristine: Pristine, scratch: str) -> None:

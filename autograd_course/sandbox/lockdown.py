@@ -24,7 +24,7 @@ FORBIDDEN_SYSCALLS = (
     "unshare", "setns", "mount", "umount2", "pivot_root", "chroot",
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
     "name_to_handle_at", "open_by_handle_at", "fanotify_init",
-    "setpriority", "ioprio_set", "personality", "syslog",
+    "ioprio_set", "personality", "syslog",
     # The sandbox's device nodes are the machine's own (bound in by bubblewrap): when grading runs as root, their
     # owner is the student's uid, so changing their mode or owner would change them for the whole machine.
     "chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat",
@@ -33,11 +33,11 @@ FORBIDDEN_SYSCALLS = (
 )
 # Signals may go to this process only.
 SIGNAL_SYSCALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
-# These take a process id; 0 means the caller. Any other process (the zygote above all) is out of reach.
-SELF_ONLY_SYSCALLS = (
-    "prlimit64", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr",
-    "migrate_pages", "move_pages",
-)
+# These take a process id, and may name this process only (by its own pid): the zygote above all is out of reach.
+SELF_ONLY_SYSCALLS = ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr", "migrate_pages", "move_pages")
+# Socket families besides Unix (1), IPv4 (2) and IPv6 (10): the network namespace does not isolate them all
+# (AF_VSOCK reaches the machine's hypervisor), and the course needs none.
+FORBIDDEN_SOCKET_FAMILIES = (3, 4, 5, 6, 7, 8, 9)
 
 
 def apply_limits(memory_mb: int, cpu_seconds: int, file_mb: int = 16, open_files: int = 64) -> None:
@@ -67,8 +67,21 @@ def forbid_escapes() -> None:
     me = os.getpid()
     for call in SIGNAL_SYSCALLS:
         policy.add_rule(seccomp.ERRNO(errno.EPERM), call, seccomp.Arg(0, seccomp.NE, me))
+    deny = seccomp.ERRNO(errno.EPERM)
     for call in SELF_ONLY_SYSCALLS:
-        policy.add_rule(seccomp.ERRNO(errno.EPERM), call, seccomp.Arg(0, seccomp.NE, 0))
+        policy.add_rule(deny, call, seccomp.Arg(0, seccomp.GT, me))
+        policy.add_rule(deny, call, seccomp.Arg(0, seccomp.LT, me))
+    # Limits of other processes cannot be set, nor this one's (they are fixed already); they can be read.
+    policy.add_rule(deny, "prlimit64", seccomp.Arg(0, seccomp.GT, me))
+    policy.add_rule(deny, "prlimit64", seccomp.Arg(0, seccomp.LT, me), seccomp.Arg(2, seccomp.NE, 0))
+    policy.add_rule(deny, "prlimit64", seccomp.Arg(0, seccomp.EQ, me), seccomp.Arg(2, seccomp.NE, 0))
+    # Priority: of this process only (which=PRIO_PROCESS, who=0); a lower priority for itself is harmless.
+    policy.add_rule(deny, "setpriority", seccomp.Arg(0, seccomp.NE, 0))
+    policy.add_rule(deny, "setpriority", seccomp.Arg(1, seccomp.NE, 0))
+    for call in ("socket", "socketpair"):
+        policy.add_rule(deny, call, seccomp.Arg(0, seccomp.GT, 10))
+        for family in FORBIDDEN_SOCKET_FAMILIES:
+            policy.add_rule(deny, call, seccomp.Arg(0, seccomp.EQ, family))
     policy.load()
 
 

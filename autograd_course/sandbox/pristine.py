@@ -12,7 +12,6 @@ import builtins
 import functools
 import sys
 import types
-import warnings
 
 _MISSING = object()
 
@@ -43,7 +42,6 @@ class Pristine:
             ("torch.optim.SGD", torch.optim.SGD),
             ("math", math),
             ("operator", operator),
-            ("warnings", warnings),
         ]
         self.snapshots = [(label, obj, dict(vars(obj))) for label, obj in self.namespaces]
         self.modules = {
@@ -55,9 +53,9 @@ class Pristine:
         """Undo what student code put in place of the guarded state; return a description of each one found.
 
         Only code written in the notebook counts: torch and the standard library change these namespaces
-        themselves (``set_default_dtype`` swaps ``torch.Storage``, ``logging.captureWarnings`` replaces
-        ``warnings.showwarning``, ``copy.copy`` caches ``__slotnames__``), and an honest student who calls them
-        is not tampering."""
+        themselves (``set_default_dtype`` swaps ``torch.Storage``, ``copy.copy`` caches ``__slotnames__``), and an
+        honest student who calls them is not tampering. ``warnings`` is not watched: nothing the kernel reports
+        depends on it, and replacing ``warnings.showwarning`` to silence warnings is an honest habit."""
         found = []
         for label, obj, snapshot in self.snapshots:
             current = vars(obj)

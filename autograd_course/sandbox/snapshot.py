@@ -11,7 +11,8 @@ stored ``x.grad`` and ``x.grad`` itself, say) are one object on the other side t
 - ``storage``: "b64", the raw bytes of a tensor storage, shared by every tensor that views it
 - ``tensor``: "cls" (Tensor or Parameter), "dtype", "shape", "stride", "offset", "storage", "requires_grad",
   "grad", "retains_grad", and "node": null for a leaf, else {"name": the grad_fn's class, "leaves": the leaf
-  tensors its graph reaches, "metadata": the grad_fn's metadata dictionary}
+  tensors its graph reaches, "metadata": the grad_fn's metadata dictionary, "backward_calls": how many backward
+  calls went through that node, as the kernel recorded them}
 - ``exception``: "name", "bases" (its builtin exception classes, nearest first), "message", "args",
   "traceback" ([file, line, function, source line] per frame, outermost first)
 - ``callable``: "name"; ``module``: "name"; ``dtype`` / ``device``: "name"; ``size``: "items"
@@ -79,6 +80,29 @@ def _safe_text(function, limit: int = MAX_TEXT) -> str:
     except BaseException as error:  # noqa: BLE001 - a broken __str__ or __repr__ is the student's
         text = f"<unprintable: {type(error).__name__}>"
     return text[:limit]
+
+
+# The grader's record of backward calls, kept here, out of the student's objects: id(node) -> [node, count of the
+# backward calls whose graph went through that node]. The kernel's wrapper of torch.autograd.backward fills it.
+BACKWARD_RECORD: dict[int, list] = {}
+
+
+def graph_nodes(roots: list, limit: int = MAX_GRAPH_NODES) -> list:
+    """The nodes of the graphs under ``roots``, each once, at most ``limit`` of them."""
+    nodes, seen, stack = [], set(), list(reversed(roots))
+    while stack and len(nodes) < limit:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        nodes.append(node)
+        stack.extend(reversed([following for following, _ in getattr(node, "next_functions", ())]))
+    return nodes
+
+
+def backward_calls(node) -> int:
+    entry = BACKWARD_RECORD.get(id(node))
+    return entry[1] if entry is not None and entry[0] is node else 0
 
 
 def graph_leaves(grad_fn, limit: int = MAX_GRAPH_NODES) -> list:
@@ -256,6 +280,7 @@ class Encoder:
                 "name": type(node).__name__[:200],
                 "leaves": [self.value(leaf, depth + 1) for leaf in leaves],
                 "metadata": self.value(dict(metadata) if type(metadata) is dict else {}, depth + 1),
+                "backward_calls": backward_calls(node),
             }
         return reference
 

@@ -89,8 +89,9 @@ class Scratch:
             self._remove(path, left)
 
     def _remove(self, path: str, left: list[str]) -> None:
-        """Remove a file or a whole tree. It walks by changing directory, so that no path grows with the depth
-        (a tree can be deeper than PATH_MAX allows to name), and it never follows a link or opens a file."""
+        """Remove a file or a whole tree, reading each folder once. It walks by changing directory, so that no path
+        grows with the depth (a tree can be deeper than a path can name), and it never follows a link or opens a
+        file."""
         parent, top = os.path.split(path)
         try:
             os.chdir(parent)
@@ -99,33 +100,37 @@ class Scratch:
                 return
             os.chmod(top, 0o700)
             os.chdir(top)
-            trail = [top]
+            trail = [top]  # the folders from `path` down to the current one
+            pending = [self._entries(".")]  # for each of them, the entries still to remove
             for _ in range(MAX_WIPE_STEPS):
-                with os.scandir(".") as scan:
-                    entries = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan]
-                deeper = None
-                for name, is_dir in entries:
-                    if not is_dir:
-                        os.unlink(name)
-                    elif deeper is None:
-                        try:
-                            os.rmdir(name)
-                        except OSError:
-                            deeper = name
-                if deeper is not None:
-                    os.chmod(deeper, 0o700)
-                    os.chdir(deeper)
-                    trail.append(deeper)
+                if not pending[-1]:
+                    pending.pop()
+                    os.chdir("..")
+                    os.rmdir(trail.pop())
+                    if not trail:
+                        return
                     continue
-                os.chdir("..")
-                os.rmdir(trail.pop())
-                if not trail:
-                    return
+                name, is_dir = pending[-1].pop()
+                if not is_dir:
+                    os.unlink(name)
+                    continue
+                try:
+                    os.rmdir(name)
+                except OSError:
+                    os.chmod(name, 0o700)
+                    os.chdir(name)
+                    trail.append(name)
+                    pending.append(self._entries("."))
             left.append(f"{path}: too many entries to remove")
         except OSError as error:
             left.append(f"{path}: {error.strerror}")
         finally:
             os.chdir("/")
+
+    @staticmethod
+    def _entries(folder: str) -> list[tuple[str, bool]]:
+        with os.scandir(folder) as scan:
+            return [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan]
 
 
 def _limits() -> dict[str, tuple[int, int]]:
