@@ -28,6 +28,8 @@ NOT_RUN = {
 
 
 class SandboxedExecute(Execute):
+    # nbgrader's Execute takes whole seconds; the judge keeps time itself, so fractions are fine here.
+    timeout = Float(30.0, help="Seconds one cell (or one check) may run before it is stopped.").tag(config=True)
     sandbox = Bool(
         True,
         help="Run student code in the bubblewrap sandbox. False runs it as you, with your files in reach: only "

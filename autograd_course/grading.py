@@ -144,7 +144,7 @@ def grade(
             "SandboxedExecute.sandbox": sandbox,
         }
         if timeout is not None:
-            overrides["Execute.timeout"] = int(timeout) if float(timeout).is_integer() else timeout
+            overrides["SandboxedExecute.timeout"] = float(timeout)
         failures, notes = _grade_students(course, selected, overrides, jobs, progress)
     rows = collect_rows(course, students, failures, notes)
     write_grades_csv(course, rows)

@@ -346,3 +346,18 @@ def test_timeout_is_honoured_per_cell(troubled):
     grading_seconds = float(progress_lines(troubled.result.stderr)[-1].group(4))
     # the grading time also holds the runner's start and the normal cells: allow 4 s per sleeping cell in all
     assert grading_seconds < 4 * len(SLEEPY_CELLS), troubled.result.stderr
+
+
+def test_a_fractional_timeout_is_a_limit_in_seconds(course):
+    def sleeping(seconds):
+        nb = solved(course, "q6_basic_gradients")
+        cell = next(cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade_id") == "q6c-answer")
+        cell.source = f"import time; time.sleep({seconds})\n" + cell.source
+        return nb
+
+    submit(course, "quick", full(course, q6_basic_gradients=sleeping(0.5)))
+    submit(course, "slow", full(course, q6_basic_gradients=sleeping(4)))
+    graded = grade(course, "--timeout", "1.5", "--jobs", "2")
+    assert (graded.rows["quick"]["score"], graded.rows["quick"]["status"]) == ("40", "ok")
+    assert (graded.rows["slow"]["score"], graded.rows["slow"]["status"]) == ("38", "timeout:q6_basic_gradients")
+    assert "1.5 s" in graded.rows["slow"]["notes"]
