@@ -47,8 +47,11 @@ MAX_VALUES = 100_000
 #: the longest JSON number literal (Python refuses to convert integers of more than 4300 digits)
 MAX_NUMBER_CHARS = 1000
 MAX_GRADE_ID_CHARS = 100
-#: small files that `nbgrader collect` leaves beside the notebooks (timestamp.txt)
+#: small files that `nbgrader collect` leaves beside the notebooks (timestamp.txt, submission_secret.txt)
 MAX_SMALL_FILE_BYTES = 1024
+#: what they are for: late penalties read the timestamp; `nbgrader release_feedback` needs both, and the secret
+#: names the feedback file that only the student's own `fetch_feedback` can find
+COLLECTED_FILES = ("timestamp.txt", "submission_secret.txt")
 
 #: bounds of the search for a notebook saved under another name
 SEARCH_MAX_DEPTH = 4  # folder levels below the assignment folder
@@ -209,6 +212,16 @@ def copy_small_file(folder: int | os.PathLike, name: str, destination: Path, lim
         return False
     destination.write_bytes(data)
     return True
+
+
+def copy_collected_files(folder: int | os.PathLike, out_dir: Path) -> None:
+    """Stage the files `nbgrader collect` wrote beside the notebooks (COLLECTED_FILES). One that cannot be taken
+    is left out: it is not something collect wrote, and the submission is graded as if it had none."""
+    for name in COLLECTED_FILES:
+        try:
+            copy_small_file(folder, name, out_dir / name)
+        except Unreadable:
+            pass
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -578,10 +591,7 @@ def _take(folder_fd: int, name: str) -> _Taken:
 
 def _take_all(folder_fd: int, out_dir: Path, releases: dict[str, Path]) -> dict[str, _Taken]:
     """Each notebook of the course (the keys of ``releases``) as found in the open assignment folder."""
-    try:
-        copy_small_file(folder_fd, "timestamp.txt", out_dir / "timestamp.txt")  # late penalties read it
-    except Unreadable:
-        pass  # not something `nbgrader collect` wrote: graded as if it had none
+    copy_collected_files(folder_fd, out_dir)
     taken: dict[str, _Taken] = {}
     for notebook_id in releases:
         name = f"{notebook_id}.ipynb"
@@ -691,5 +701,18 @@ def stage_as_error(course: Course, student_dir: Path, staging_root: Path, detail
     """Stage every notebook of a student whose submission could not be staged at all as the release, with an
     ``error`` outcome saying why: the student is graded (0) and gets a row, and the run goes on."""
     out_dir = _fresh_out_dir(course, student_dir, staging_root)
+    try:
+        # still the student's own submission: its timestamp counts, and its feedback can be released
+        student_fd = open_folder(student_dir)
+        try:
+            folder_fd = open_folder(course.assignment_id, student_fd)
+        finally:
+            os.close(student_fd)
+        try:
+            copy_collected_files(folder_fd, out_dir)
+        finally:
+            os.close(folder_fd)
+    except Exception:  # noqa: BLE001 - the folder is what could not be staged; these files are a courtesy
+        pass
     for notebook_id in course.notebook_ids:
         stage_release(out_dir / f"{notebook_id}.ipynb", course.release_dir / f"{notebook_id}.ipynb", "error", detail)

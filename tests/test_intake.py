@@ -417,29 +417,46 @@ def test_a_notebook_under_its_name_in_a_subfolder_is_never_taken_through_a_linke
 
 
 # ------------------------------------------------------------------------------------ small files
-def test_timestamp_is_copied_when_it_is_a_small_regular_file(course):
+COLLECTED = {"timestamp.txt": "2026-11-20 10:00:00.000000 UTC\n", "submission_secret.txt": "9f3c0a7e5b21d4c8\n"}
+
+
+@pytest.mark.parametrize("name", sorted(COLLECTED))
+def test_files_collect_writes_are_copied_when_small_regular_files(course, name):
+    """timestamp.txt (late penalties) and submission_secret.txt (release_feedback) travel with the notebooks."""
     submit(course, STUDENT, honest(course))
-    (folder_of(course) / "timestamp.txt").write_text("2026-11-20 10:00:00.000000 UTC\n")
+    (folder_of(course) / name).write_text(COLLECTED[name])
     stage(course)
-    copied = staging_of(course) / STUDENT / course.assignment_id / "timestamp.txt"
-    assert copied.read_text() == "2026-11-20 10:00:00.000000 UTC\n"
+    copied = staging_of(course) / STUDENT / course.assignment_id / name
+    assert copied.read_text() == COLLECTED[name]
 
 
+def test_files_collect_writes_are_copied_for_a_student_staged_as_an_error(course):
+    """A folder that could not be staged is graded as the release, but it is still the student's submission:
+    its timestamp and secret go along, so that release_feedback does not fail for the whole class."""
+    submit(course, STUDENT, honest(course))
+    for name, text in COLLECTED.items():
+        (folder_of(course) / name).write_text(text)
+    intake.stage_as_error(course, course.submitted_dir / STUDENT, staging_of(course), "something went wrong")
+    for name, text in COLLECTED.items():
+        assert (staging_of(course) / STUDENT / course.assignment_id / name).read_text() == text
+
+
+@pytest.mark.parametrize("name", sorted(COLLECTED))
 @pytest.mark.parametrize("kind", ["named pipe", "link", "too large", "folder"])
-def test_timestamp_that_is_not_a_small_regular_file_is_left_behind(course, kind, tmp_path):
+def test_a_collected_file_that_is_not_a_small_regular_file_is_left_behind(course, kind, name, tmp_path):
     submit(course, STUDENT, honest(course))
-    timestamp = folder_of(course) / "timestamp.txt"
+    path = folder_of(course) / name
     if kind == "named pipe":
-        os.mkfifo(timestamp)
+        os.mkfifo(path)
     elif kind == "link":
-        (tmp_path / "elsewhere.txt").write_text("2026-11-20 10:00:00.000000 UTC\n")
-        timestamp.symlink_to(tmp_path / "elsewhere.txt")
+        (tmp_path / "elsewhere.txt").write_text(COLLECTED[name])
+        path.symlink_to(tmp_path / "elsewhere.txt")
     elif kind == "too large":
-        timestamp.write_text("2026-11-20 10:00:00.000000 UTC\n" + " " * intake.MAX_SMALL_FILE_BYTES)
+        path.write_text(COLLECTED[name] + " " * intake.MAX_SMALL_FILE_BYTES)
     else:
-        timestamp.mkdir()
+        path.mkdir()
     stage(course)
-    assert not (staging_of(course) / STUDENT / course.assignment_id / "timestamp.txt").exists()
+    assert not (staging_of(course) / STUDENT / course.assignment_id / name).exists()
     assert_own(course, course.notebook_ids)
 
 
