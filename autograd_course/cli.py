@@ -34,10 +34,14 @@ def _grade(args) -> int:
 
 
 def _report(args) -> int:
+    from .grading import refresh_grades_csv
     from .report import write_report
 
     course = Course.at(args.root)
-    page = write_report(course)
+    rows = refresh_grades_csv(course)
+    if rows is not None:
+        print(f"wrote {course.grades_csv} (from the gradebook: manual grades included)")
+    page = write_report(course, rows)
     print(f"wrote {page.parent}/ (open {page} in a browser)")
     return 0
 
@@ -99,9 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     with_root(commands.add_parser("check", help="validate the course (what CI runs)")).set_defaults(func=_check)
 
-    with_root(commands.add_parser("report", help="write reports/ from the gradebook after grading")).set_defaults(
-        func=_report
-    )
+    with_root(
+        commands.add_parser(
+            "report", help="rewrite grades.csv and reports/ from the gradebook (after manual grading, say)"
+        )
+    ).set_defaults(func=_report)
 
     demo = commands.add_parser("demo", help="grade a bundled demo class in a scratch copy of the course")
     demo.add_argument("--jobs", type=_positive_int, default=os.cpu_count())

@@ -287,6 +287,8 @@ class Progress:
 def collect_rows(
     course: Course, students: list[str], failures: dict[str, str] | None = None, notes: dict[str, str] | None = None
 ) -> list[StudentRow]:
+    """Each student's row: points from the gradebook (nbgrader's late penalty taken off, as `nbgrader export`
+    does), outcomes from the autograded notebooks, and lateness from the gradebook's submission."""
     from nbgrader.api import Gradebook, MissingEntry
 
     failures = failures or {}
@@ -296,6 +298,10 @@ def collect_rows(
         assignment = gradebook.find_assignment(course.assignment_id)
         max_score = float(assignment.max_score)
         for student in students:
+            try:
+                submission = gradebook.find_submission(course.assignment_id, student)
+            except MissingEntry:
+                submission = None
             notebooks = {}
             for notebook_id in course.notebook_ids:
                 path = course.autograded_dir / student / course.assignment_id / f"{notebook_id}.ipynb"
@@ -304,12 +310,61 @@ def collect_rows(
                     nb = nbformat.read(path, 4)
                     result.events = outcomes.events_of(nb)
                     submitted = gradebook.find_submission_notebook(notebook_id, course.assignment_id, student)
-                    result.score = float(submitted.score)
+                    earned = float(submitted.score)
+                    penalty = float(submitted.late_submission_penalty or 0.0)
+                    result.score = max(0.0, earned - penalty)
+                    handed_in = not any(event["kind"] == "missing" for event in result.events)
+                    if handed_in and submission is not None and submission.total_seconds_late > 0:
+                        result.events.append({"kind": "late", "detail": late_note(submission, earned, penalty)})
                 except (OSError, ValueError, MissingEntry) as error:
                     why = failures.get(student) or f"no graded notebook ({type(error).__name__})"
                     result.events.append({"kind": "error", "detail": why})
                 notebooks[notebook_id] = result
             rows.append(StudentRow(student, notebooks, max_score, [notes[student]] if notes.get(student) else []))
+    return rows
+
+
+def late_note(submission, earned: float, penalty: float) -> str:
+    """How late a submission was and what it cost this notebook, in words."""
+    due = submission.duedate
+    extension = f", with an extension of {duration(submission.extension.total_seconds())}" if submission.extension else ""
+    cost = f"late penalty {_number(penalty)} of {_number(earned)} points" if penalty > 0 else "no late penalty"
+    return f"handed in {duration(submission.total_seconds_late)} after the due date ({due:%Y-%m-%d %H:%M} UTC{extension}); {cost}"
+
+
+def duration(seconds: float) -> str:
+    """``3 d 4 h 5 min``, ``2 h 0 min``, ``12 min 30 s``, ``45 s``."""
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h {minutes} min"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {seconds} s"
+    return f"{seconds} s"
+
+
+def refresh_grades_csv(course: Course) -> list[StudentRow] | None:
+    """Rewrite grades.csv from the gradebook as it is now (after manual grading in the formgrader, say) and the
+    autograded notebooks, without grading anything; None when there is no submitted/ to list the class from."""
+    from nbgrader.api import MissingEntry
+
+    if not course.gradebook.is_file():
+        raise CourseError(f"there is no {course.gradebook}: run `autograd-course grade` first")
+    try:
+        students = find_students(course)
+    except CourseError:
+        return None
+    try:
+        rows = collect_rows(course, students)
+    except MissingEntry:
+        raise CourseError(
+            f"the gradebook has no assignment {course.assignment_id!r}: run `autograd-course grade` first"
+        ) from None
+    write_grades_csv(course, rows)
     return rows
 
 

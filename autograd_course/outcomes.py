@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from nbformat import NotebookNode
 
-KINDS = ("missing", "invalid", "timeout", "crashed", "resource_limit", "tampered", "error")
+KINDS = ("missing", "invalid", "timeout", "crashed", "resource_limit", "tampered", "late", "error")
+#: `late` is read from the gradebook when grades.csv is written (grading.collect_rows), never recorded in a notebook
 METADATA_KEY = "autograd_course"
 
 
