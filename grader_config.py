@@ -37,6 +37,9 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+# nbgrader removes a student's earlier results before grading them again: this exporter starts the sandboxed
+# runner first and stops the run, with the results kept, if it cannot start.
+c.Autograde.exporter_class = "autograd_course.executor.SandboxCheckingExporter"
 c.SandboxedExecute.memory_limit_mb = 2048
 c.SandboxedExecute.output_limit = 100_000
 

@@ -3,6 +3,11 @@ the judge, a process where no student code ever runs (judge/).
 
 Configured in grader_config.py as the first of `Autograde.autograde_preprocessors`, so `autograd-course grade`
 and a plain `nbgrader autograde` in the course root both grade this way.
+
+`SandboxCheckingExporter` (`Autograde.exporter_class` in grader_config.py) starts this process's judge before
+nbgrader touches anything: nbgrader's converter removes a student's earlier results when it starts on the student
+(with --force, as the formgrader's Autograde button does) and again when grading fails, so a sandbox that cannot
+start must stop the run before that, with the results left as they were.
 """
 
 from __future__ import annotations
@@ -10,14 +15,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+from nbconvert.exporters import NotebookExporter
 from nbgrader import utils
+from nbgrader.converters.base import NbGraderException
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import ClearHiddenTests, Execute
 from traitlets import Bool, Float, Integer
+from traitlets.utils.importstring import import_item
 
 from . import outcomes
 from .integrity import release_notebook_path
-from .judge.client import JudgeFailed, judge_for_this_process
+from .judge.client import JudgeFailed, JudgeService, judge_for_this_process
+from .sandbox.bwrap import SandboxUnavailable
 
 NOT_RUN = {
     "output_type": "error",
@@ -66,8 +75,7 @@ class SandboxedExecute(Execute):
             "value_limit": self.value_limit_mb * 2**20,
         }
         try:
-            course_root = CourseDirectory(config=self.config).root
-            verdict = judge_for_this_process(self.sandbox, [Path(course_root)]).judge(plan)
+            verdict = self._judge().judge(plan)
             results, events = verdict["cells"], verdict["events"]
         except JudgeFailed as error:
             self.log.error("Could not grade %s: %s", resources.get("unique_key"), error)
@@ -85,6 +93,13 @@ class SandboxedExecute(Execute):
             where = code_cells[event["cell"]] if event.get("cell") is not None else None
             outcomes.add_event(nb, event["kind"], event["detail"], _cell_name(where) if where is not None else None)
         return nb, resources
+
+    def _judge(self) -> JudgeService:
+        """The judge the exporter started (see SandboxCheckingExporter), else this process's own."""
+        judge = getattr(self.parent, "judge", None)
+        if isinstance(judge, JudgeService):
+            return judge
+        return judge_for_this_process(self.sandbox, [Path(CourseDirectory(config=self.config).root)])
 
     def _budget(self, resources) -> float:
         """The whole notebook's time: set, or derived from the release so that added cells cannot stretch it."""
@@ -118,3 +133,43 @@ def _is_test(cell) -> bool:
 
 def _cell_name(cell) -> str:
     return cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id") or "a cell"
+
+
+class SandboxCheckingExporter(NotebookExporter):
+    """nbgrader's notebook exporter for autograding, built only once this process's judge and sandbox run.
+
+    nbgrader's converter builds its exporter in `BaseConverter.start()`, before `convert_notebooks` removes any
+    earlier results; if the sandbox cannot start, this raises NbGraderException there, saying why, and nbgrader
+    stops with every student's autograded notebooks and gradebook entries as they were."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.judge: JudgeService | None = None
+        converter = self.parent
+        if not any(_is_sandboxed_execute(step) for step in getattr(converter, "autograde_preprocessors", ())):
+            return  # not autograding with the sandboxed runner: nothing to start
+        settings = SandboxedExecute(parent=self)
+        coursedir = getattr(converter, "coursedir", None)
+        root = coursedir.root if coursedir is not None else CourseDirectory(config=self.config).root
+        judge = judge_for_this_process(settings.sandbox, [Path(root)])
+        try:
+            judge.ensure_running()
+        except SandboxUnavailable as error:
+            message = (
+                f"The grading sandbox cannot start, so nothing was graded and earlier results are kept. {error} "
+                "(For plain nbgrader and the formgrader, the same choice is c.SandboxedExecute.sandbox = False in "
+                "grader_config.py.)"
+            )
+            self.log.error(message)
+            raise NbGraderException(message) from None
+        self.judge = judge
+
+
+def _is_sandboxed_execute(step) -> bool:
+    """Whether an entry of `Autograde.autograde_preprocessors` (a class or its import name) is ours."""
+    if isinstance(step, str):
+        try:
+            step = import_item(step)
+        except Exception:  # noqa: BLE001 - nbgrader will say what is wrong with it
+            return False
+    return isinstance(step, type) and issubclass(step, SandboxedExecute)

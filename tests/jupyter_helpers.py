@@ -123,16 +123,18 @@ def running_server(
     log: Path | None = None,
     server_class: type[S] = Server,
     start_timeout: float = SERVER_START_TIMEOUT,
+    python: str | os.PathLike = sys.executable,
 ) -> Iterator[S]:
     """``jupyter <app>`` (``server``, ``lab``) serving ``root`` from ``root`` as its cwd, on a free local port with a
     token of its own, in its own process group; ready (``/api/status`` answers) when the block is entered, stopped
     with its kernels when it is left. ``runtime_dir`` is where it announces its URL (by default the environment's
-    JUPYTER_RUNTIME_DIR); its output goes to ``log`` (by default ``jupyter-<app>.log`` beside the runtime dir)."""
+    JUPYTER_RUNTIME_DIR); its output goes to ``log`` (by default ``jupyter-<app>.log`` beside the runtime dir).
+    ``python`` is the interpreter of the environment it runs from (by default this one)."""
     runtime_dir = Path(env["JUPYTER_RUNTIME_DIR"]) if runtime_dir is None else runtime_dir
     log = runtime_dir.parent / f"jupyter-{app}.log" if log is None else log
     token = secrets.token_hex(16)
     command = [
-        sys.executable, "-m", "jupyter", app,
+        str(python), "-m", "jupyter", app,
         "--no-browser",
         "--ip=127.0.0.1",
         f"--port={free_port()}",

@@ -55,10 +55,18 @@ class JudgeService:
             self.stop()
             raise SandboxUnavailable(ready["unavailable"])
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ensure_running(self) -> None:
+        """Start the judge (and its sandbox) unless it is running; SandboxUnavailable says why it cannot."""
+        if not self.running:
+            self.start()
+
     def judge(self, plan: dict) -> dict:
         """The verdict on one notebook: each code cell's outputs, and the events."""
-        if self.process is None or self.process.poll() is not None:
-            self.start()
+        self.ensure_running()
         # Two attempts (a broken sandbox is replaced once), and the time to start a sandbox in between.
         deadline = time.monotonic() + 2 * notebook_seconds(plan["budget"], plan["cell_timeout"]) + READY_TIMEOUT
         try:
