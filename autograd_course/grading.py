@@ -300,7 +300,7 @@ def collect_rows(
         for student in students:
             try:
                 submission = gradebook.find_submission(course.assignment_id, student)
-            except MissingEntry:
+            except (ValueError, MissingEntry):  # ValueError: an id the database cannot hold (not UTF-8)
                 submission = None
             notebooks = {}
             for notebook_id in course.notebook_ids:

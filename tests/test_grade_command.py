@@ -165,6 +165,10 @@ def troubled(tmp_path_factory) -> Graded:
     - `sleepy`: in one answer cell per notebook, `time.sleep(5)` before the answer;
     - `late`: the solution, but an unparsable timestamp.txt (which `nbgrader collect` writes) makes nbgrader's
       autograde fail for that student.
+
+    One job: every autograde starts its process's judge before nbgrader touches the student's results
+    (executor.SandboxCheckingExporter), so with two jobs `late`'s worker would start a judge of its own, and on two
+    cores its start would compete with `sleepy`'s grading, which the timing test below measures.
     """
     course = copy_course(tmp_path_factory.mktemp("troubled") / "course")
     notebooks = {}
@@ -176,7 +180,7 @@ def troubled(tmp_path_factory) -> Graded:
     submit(course, "sleepy", notebooks)
     folder = submit(course, "late", full(course))
     (folder / "timestamp.txt").write_text("the day after the deadline\n")
-    return grade(course, "--timeout", "1", "--jobs", "2")
+    return grade(course, "--timeout", "1", "--jobs", "1")
 
 
 # ------------------------------------------------------------------------------------------ grades.csv

@@ -11,8 +11,8 @@ due date is set with the real `nbgrader db assignment add --duedate`, the penalt
 - sloppy:     late by 45 s; Q6 loses q6_gradient (4 points) and Q9 is missing      raw 26
 - untimed:    the solutions and no timestamp.txt (never late)                       40, ok
 
-The class is graded with penalty_method 'zero' (a late notebook earns 0) and again with 'none' (late, no
-penalty). Every score is compared with the gradebook's, read through nbgrader's own API, and with the `score`
+The class is graded with penalty_method 'zero' (a late notebook earns 0), then `late` again with 'none' (late,
+no penalty). Every score is compared with the gradebook's, read through nbgrader's own API, and with the `score`
 column of `nbgrader export`.
 """
 
@@ -123,9 +123,9 @@ def course(tmp_path_factory):
     return course
 
 
-def graded(course, method: str) -> dict:
+def graded(course, method: str, *options: str) -> dict:
     set_penalty_method(course.root, method)
-    result = run(course.root, str(BIN / "autograd-course"), "grade", "--jobs", "2")
+    result = run(course.root, str(BIN / "autograd-course"), "grade", "--jobs", "2", *options)
     return {
         "csv": read_grades(course.root),
         "table": read_table(result.stdout),
@@ -141,7 +141,8 @@ def zero(course) -> dict:
 
 @pytest.fixture(scope="module")
 def none(course, zero) -> dict:
-    return graded(course, "none")
+    """`late` graded again with 'none'; the others keep their grades (and penalties) from the 'zero' run."""
+    return graded(course, "none", "--student", "late")
 
 
 def assert_agrees_with_the_gradebook(run_: dict) -> None:
@@ -200,10 +201,11 @@ def test_zero_penalty_notes_say_how_late_and_what_it_cost(zero):
 
 
 # ------------------------------------------------------------------------------------------ 'none'
-def test_no_penalty_keeps_the_scores_and_still_says_late(none):
+def test_no_penalty_keeps_the_scores_and_still_says_late(none, zero):
     assert_agrees_with_the_gradebook(none)
     rows = none["csv"]
-    assert [rows[s]["score"] for s in CLASS] == ["40", "40", "26", "40"]
+    assert [rows[s]["score"] for s in CLASS] == ["40", "40", "0", "40"]
+    assert rows["sloppy"] == zero["csv"]["sloppy"]
     assert rows["late"]["status"] == ";".join(f"late:{n}" for n in NOTEBOOKS)
     assert rows["late"]["notes"].split(" | ")[0] == (
         "q6_basic_gradients: handed in 1 d 2 h 30 min after the due date (2026-03-01 12:00 UTC); no late penalty")
