@@ -380,7 +380,8 @@ def test_each_student_fetched_their_own_feedback(hub, term):
 def test_a_resubmission_collected_with_update_is_graded_again(hub, term):
     wrong = hub["students"]["wrong"]
     assert term["second_timestamp"] > term["first_timestamps"]["wrong"]
-    assert "Updating submission" in term["update"].stderr or "Collecting submission" in term["update"].stderr
+    assert f"Updating submission: {wrong.name} {ASSIGNMENT}" in term["update"].stderr, term["update"].stderr
+    assert f"No newer submission to collect: {hub['students']['right'].name}" in term["update"].stderr
     before, after = term["first_grades"], term["second_grades"]
     assert float(before[wrong.name]["score"]) < 40
     assert (after[wrong.name]["score"], after[wrong.name]["status"]) == ("40", "ok")
