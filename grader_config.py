@@ -18,24 +18,30 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Seconds one cell may run before it is stopped and counted as a timeout.
 c.Execute.timeout = 30
 
-# Student code runs in a warm, sandboxed runner instead of a Jupyter kernel (autograd_course/executor.py), and
-# a submission's graded cells are put back as released before nbgrader's own checks (integrity.py). Plain
-# `nbgrader autograde` in the course root grades the same way.
-c.Autograde.sanitize_preprocessors = [
-    "nbgrader.preprocessors.ClearOutput",
+# The preprocessor lists are nbgrader's own defaults with our steps put in, so that they follow nbgrader:
+# student code runs in a sandboxed kernel and the checks in a judge instead of a Jupyter kernel
+# (autograd_course/executor.py), and a submission's graded cells are put back as released before nbgrader's own
+# checks (integrity.py). Plain `nbgrader autograde` in the course root grades the same way.
+from nbgrader.converters import Autograde, GenerateFeedback  # noqa: E402
+
+
+def _names(trait) -> list[str]:
+    return [f"{step.__module__}.{step.__name__}" if isinstance(step, type) else step for step in trait.default()]
+
+
+def _after(steps: list[str], anchor: str, *new: str) -> list[str]:
+    at = steps.index(anchor) + 1
+    return [*steps[:at], *new, *steps[at:]]
+
+
+c.Autograde.sanitize_preprocessors = _after(
+    _names(Autograde.sanitize_preprocessors),
+    "nbgrader.preprocessors.clearoutput.ClearOutput",
     "autograd_course.integrity.RestoreGradedCells",
-    "nbgrader.preprocessors.DeduplicateIds",
-    "nbgrader.preprocessors.OverwriteKernelspec",
-    "nbgrader.preprocessors.OverwriteCells",
-    "nbgrader.preprocessors.CheckCellMetadata",
-]
+)
 c.Autograde.autograde_preprocessors = [
-    "autograd_course.executor.SandboxedExecute",
-    "nbgrader.preprocessors.IgnorePattern",
-    "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
+    "autograd_course.executor.SandboxedExecute" if step == "nbgrader.preprocessors.execute.Execute" else step
+    for step in _names(Autograde.autograde_preprocessors)
 ]
 # nbgrader removes a student's earlier results before grading them again: this exporter starts the sandboxed
 # runner first and stops the run, with the results kept, if it cannot start.
@@ -48,15 +54,14 @@ c.SandboxedExecute.output_limit = 100_000
 # student authored (added markdown and raw cells, answers, outputs) is shown as escaped text, which no browser
 # runs and no markdown parser slows down on (autograd_course/feedback.py). Plain `nbgrader generate_feedback`
 # in the course root renders the same way.
-c.GenerateFeedback.preprocessors = [
-    "nbgrader.preprocessors.GetGrades",
+c.GenerateFeedback.preprocessors = _after(
+    _names(GenerateFeedback.preprocessors),
+    "nbgrader.preprocessors.getgrades.GetGrades",
     "autograd_course.feedback.RemoveHiddenTestLines",
     "autograd_course.feedback.StudentContentAsText",
-    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.clearhiddentests.ClearHiddenTests",
     "autograd_course.feedback.ExplainFailures",
-    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
-    "autograd_course.feedback.PageStyle",
-]
+) + ["autograd_course.feedback.PageStyle"]
 # Hidden-test lines shorter than this are too common to remove from other text (whitespace runs count as one).
 c.RemoveHiddenTestLines.min_length = 16
 # nbconvert's HTML exporter (feedback pages, and formgrader's view of a submission) drops scripts and unsafe HTML
@@ -65,3 +70,8 @@ c.HTMLExporter.sanitize_html = True
 # Seconds `autograd-course grade` gives one student's feedback pages; past it the rendering is killed and the
 # student gets a page per notebook with the scores only (noted in grades.csv).
 c.FeedbackLimits.timeout = 60
+
+# --- grades.csv ------------------------------------------------------------------------------------
+# `nbgrader export` writes the course's grades.csv (the contract's columns), the same file `autograd-course grade`
+# and `autograd-course report` write (autograd_course/export.py).
+c.ExportApp.plugin_class = "autograd_course.export.GradesCsvExport"

@@ -181,7 +181,7 @@ def _check_grading(scratch: Course) -> list[str]:
     except CourseError as error:
         return [f"the course could not be graded: {error}"]
     problems = []
-    with Gradebook(f"sqlite:///{scratch.gradebook}") as gradebook:
+    with Gradebook(scratch.db_url, scratch.course_id) as gradebook:
         for notebook_id in scratch.notebook_ids:
             for student, want_full in (("solution", True), ("untouched", False)):
                 graded = gradebook.find_submission_notebook(notebook_id, scratch.assignment_id, student)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -20,28 +21,34 @@ def _release(args) -> int:
 
 
 def _grade(args) -> int:
-    from .grading import format_table, grade
+    from .grading import GradingFailed, grade
+    from .report import report_after_grading
+    from .results import format_table
 
     course = Course.at(args.root)
-    rows = grade(course, jobs=args.jobs, timeout=args.timeout, student_glob=args.student, sandbox=not args.no_sandbox)
-    print(format_table(course, rows))
+    try:
+        results = grade(course, jobs=args.jobs, timeout=args.timeout, student_glob=args.student, sandbox=not args.no_sandbox)
+    except GradingFailed as failure:
+        print(format_table(course, failure.results))
+        print(f"\nwrote {course.grades_csv}")
+        print(f"autograd-course: {failure}", file=sys.stderr)
+        return 1
+    print(format_table(course, results))
     print(f"\nwrote {course.grades_csv}")
-    from .report import report_after_grading
-
-    for line in report_after_grading(course, rows):
+    for line in report_after_grading(course, results):
         print(line)
     return 0
 
 
 def _report(args) -> int:
-    from .grading import refresh_grades_csv
     from .report import write_report
+    from .results import write_grades
 
     course = Course.at(args.root)
-    rows = refresh_grades_csv(course)
-    if rows is not None:
+    results = write_grades(course)
+    if results is not None:
         print(f"wrote {course.grades_csv} (from the gradebook: manual grades included)")
-    page = write_report(course, rows)
+    page = write_report(course, results)
     print(f"wrote {page.parent}/ (open {page} in a browser)")
     return 0
 
@@ -86,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the commands in the course root.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="say more (-v: what happens, -vv: details)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_root(sub):
@@ -118,12 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_stderr(verbosity: int) -> None:
+    """The grader's own messages (not nbgrader's, which keeps its log per student in logs/): warnings, and with
+    -v what happens, with -vv the details."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("autograd-course: %(message)s"))
+    logger = logging.getLogger("autograd_course")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
+
+
 def main(argv: list[str] | None = None) -> int:
     # A folder name that is not UTF-8 (a student id) must not stop the table from printing.
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
+    _log_to_stderr(args.verbose)
     try:
         return args.func(args)
     except CourseError as error:

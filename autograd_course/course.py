@@ -63,33 +63,58 @@ class Course:
     def assignment_id(self) -> str:
         return self.settings.assignment_id
 
+    # Where things are is nbgrader's to say (CourseDirectory: root, directories, database); these are its answers.
+    @cached_property
+    def coursedir(self):
+        from nbgrader.coursedir import CourseDirectory
+
+        return CourseDirectory(config=self.nbgrader_config())
+
+    def _step(self, directory: str, student: str = ".", assignment: str = ".") -> Path:
+        return Path(os.path.normpath(self.coursedir.format_path(directory, student, assignment)))
+
     @property
     def source_dir(self) -> Path:
-        return self.root / "source" / self.assignment_id
+        return self._step(self.coursedir.source_directory, ".", self.assignment_id)
 
     @property
     def release_dir(self) -> Path:
-        return self.root / "release" / self.assignment_id
+        return self._step(self.coursedir.release_directory, ".", self.assignment_id)
 
     @property
     def submitted_dir(self) -> Path:
-        return self.root / "submitted"
+        return self._step(self.coursedir.submitted_directory)
 
     @property
     def autograded_dir(self) -> Path:
-        return self.root / "autograded"
+        return self._step(self.coursedir.autograded_directory)
 
     @property
     def feedback_dir(self) -> Path:
-        return self.root / "feedback"
+        return self._step(self.coursedir.feedback_directory)
 
     @property
     def grades_csv(self) -> Path:
-        return self.root / "grades.csv"
+        return self.root / "grades.csv"  # where `nbgrader export` writes it
 
     @property
-    def gradebook(self) -> Path:
-        return self.root / "gradebook.db"
+    def db_url(self) -> str:
+        return self.coursedir.db_url
+
+    @property
+    def course_id(self) -> str:
+        return self.coursedir.course_id
+
+    @property
+    def gradebook(self) -> Path | None:
+        """The gradebook's file, when it is the default SQLite database (or any SQLite file)."""
+        url = self.db_url
+        return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+    @property
+    def run_logs_dir(self) -> Path:
+        """Each student's nbgrader log and record from the last `autograd-course grade` (results.RunRecord)."""
+        return self.root / "logs" / self.assignment_id
 
     @property
     def notebook_ids(self) -> list[str]:

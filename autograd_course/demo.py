@@ -63,7 +63,8 @@ def build_class(course: Course) -> None:
 
 
 def run_demo(jobs: int | None = None, keep: str | None = None, sandbox: bool = True, root: str | None = None) -> int:
-    from .grading import format_table, grade
+    from .grading import grade
+    from .results import format_table
     from .report import report_after_grading
 
     source = find_course_root(root)

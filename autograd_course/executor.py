@@ -24,6 +24,7 @@ from traitlets import Bool, Float, Integer
 from traitlets.utils.importstring import import_item
 
 from . import outcomes
+from .outcomes import Outcome, Reason
 from .integrity import release_notebook_path
 from .judge.client import JudgeFailed, JudgeService, judge_for_this_process
 from .sandbox.bwrap import SandboxUnavailable
@@ -91,7 +92,7 @@ class SandboxedExecute(Execute):
                 cell.execution_count = result["execution_count"]
         for event in events:
             where = code_cells[event["cell"]] if event.get("cell") is not None else None
-            outcomes.add_event(nb, event["kind"], event["detail"], _cell_name(where) if where is not None else None)
+            outcomes.record(nb, Outcome(Reason(event["kind"]), event["detail"], _cell_name(where) if where is not None else None))
         return nb, resources
 
     def _judge(self) -> JudgeService:

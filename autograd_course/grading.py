@@ -2,15 +2,16 @@
 
 The run: (1) bring the gradebook up to date with source/ and check release/ against it; (2) stage each
 student's notebooks (intake.py); (3) autograde and write feedback with nbgrader, one student per task, in
-``jobs`` worker processes that each keep a warm sandboxed runner; (4) write grades.csv from the gradebook and
-the outcomes recorded in the autograded notebooks.
+``jobs`` worker processes that each keep a warm judge (judge/); (4) keep each student's nbgrader log and what the
+run knew about them (results.RunRecord, in logs/); (5) write grades.csv from the gradebook, the autograded
+notebooks and those records (results.py, the same code a plain `nbgrader export` runs, through export.py).
 """
 
 from __future__ import annotations
 
-import csv
 import fcntl
 import fnmatch
+import logging
 import multiprocessing
 import os
 import shutil
@@ -18,7 +19,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -26,50 +27,29 @@ import nbformat
 from . import outcomes
 from .course import Course, CourseError
 from .intake import stage_as_error, stage_student
+from .results import RunRecord, StudentResult, find_students, open_gradebook, read_class, write_grades_csv
+
+log = logging.getLogger(__name__)
 
 WORK_DIR = ".grading"  # inside the course root: nbgrader wants its folders there; removed after each run
 
 
-@dataclass
-class NotebookResult:
-    score: float
-    events: list[dict] = field(default_factory=list)
+class GradingFailed(CourseError):
+    """The grader itself failed for every student: grades.csv is written (``results``), but nothing was graded."""
+
+    def __init__(self, message: str, results: list) -> None:
+        super().__init__(message)
+        self.results = results
 
 
 @dataclass
-class StudentRow:
-    student_id: str
-    notebooks: dict[str, NotebookResult]
-    max_score: float
-    extra_notes: list[str] = field(default_factory=list)  # what happened outside the notebooks (feedback)
+class StudentRun:
+    """One student's task, as a worker reports it."""
 
-    @property
-    def score(self) -> float:
-        return sum(result.score for result in self.notebooks.values())
-
-    @property
-    def status(self) -> str:
-        items = []
-        for kind in outcomes.KINDS:
-            for notebook_id, result in self.notebooks.items():
-                if any(event["kind"] == kind for event in result.events):
-                    items.append(f"{kind}:{notebook_id}")
-        return ";".join(items) or "ok"
-
-    @property
-    def notes(self) -> str:
-        return " | ".join(
-            [
-                f"{notebook_id}: {event.get('where') + ': ' if event.get('where') else ''}{event['detail']}"
-                for notebook_id, result in self.notebooks.items()
-                for event in result.events
-            ]
-            + self.extra_notes
-        )
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
+    student: str
+    problem: str = ""  # what failed ('' if nothing)
+    note: str = ""  # for grades.csv's notes ('' if none)
+    log: str = ""  # nbgrader's log of the autograde
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -92,7 +72,7 @@ def prepare_gradebook(course: Course) -> None:
     """Load source/ into the gradebook (hidden tests included) and insist that release/ matches it."""
     from .release import generate_release, stale_files
 
-    generated = generate_release(course, release_root=Path(WORK_DIR) / "release", gradebook=course.gradebook)
+    generated = generate_release(course, release_root=Path(WORK_DIR) / "release")
     stale = stale_files(generated, course.release_dir)
     if stale:
         raise CourseError(
@@ -116,12 +96,6 @@ def check_sandbox(course: Course) -> None:
         )
 
 
-def find_students(course: Course) -> list[str]:
-    if not course.submitted_dir.is_dir():
-        raise CourseError(f"there is no {course.submitted_dir}: put submissions in submitted/<student>/{course.assignment_id}/")
-    return sorted(entry.name for entry in course.submitted_dir.iterdir() if entry.is_dir() and not entry.name.startswith("."))
-
-
 def grade(
     course: Course,
     jobs: int | None = None,
@@ -129,12 +103,15 @@ def grade(
     student_glob: str = "*",
     sandbox: bool = True,
     progress=sys.stderr,
-) -> list[StudentRow]:
+) -> list[StudentResult]:
+    """Grade the selected students and write grades.csv for the whole class. Raises GradingFailed (after writing
+    grades.csv) when nbgrader failed for every student graded."""
     jobs = max(1, jobs or os.cpu_count() or 1)
     if sandbox:
         check_sandbox(course)
     students = find_students(course)
     selected = [student for student in students if fnmatch.fnmatchcase(student, student_glob)]
+    log.info("grading %d of %d students with %d jobs", len(selected), len(students), jobs)
     with _exclusive_work_dir(course) as work:
         prepare_gradebook(course)
         staging = work / "submitted"
@@ -145,10 +122,32 @@ def grade(
         }
         if timeout is not None:
             overrides["SandboxedExecute.timeout"] = float(timeout)
-        failures, notes = _grade_students(course, selected, overrides, jobs, progress)
-    rows = collect_rows(course, students, failures, notes)
-    write_grades_csv(course, rows)
-    return rows
+        runs = _grade_students(course, selected, overrides, jobs, progress)
+        for run in runs:
+            _keep_record(course, run, staging)
+    with open_gradebook(course) as gradebook:
+        results = read_class(course, students, gradebook)
+    write_grades_csv(course, results)
+    failed = [run for run in runs if run.problem]
+    if runs and len(failed) == len(runs):
+        raise GradingFailed(
+            f"the grader failed for every student graded ({len(runs)}); grades.csv records it. The first: "
+            f"{failed[0].student}: {failed[0].problem} (nbgrader's log: {course.run_logs_dir / failed[0].student}.log)",
+            results,
+        )
+    return results
+
+
+def _keep_record(course: Course, run: StudentRun, staging: Path) -> None:
+    """What the run knew about a student, for grades.csv now and for a later `nbgrader export` or report."""
+    staged = {}
+    for notebook_id in course.notebook_ids:
+        try:
+            nb = nbformat.read(staging / run.student / course.assignment_id / f"{notebook_id}.ipynb", 4)
+            staged[notebook_id] = [outcome.as_metadata() for outcome in outcomes.recorded(nb)]
+        except (OSError, ValueError):
+            staged[notebook_id] = []
+    RunRecord(run.problem, [run.note] if run.note else [], staged).save(course, run.student, run.log)
 
 
 def stage_submissions(course: Course, students: list[str], staging: Path) -> None:
@@ -159,16 +158,15 @@ def stage_submissions(course: Course, students: list[str], staging: Path) -> Non
             stage_student(course, course.submitted_dir / student, staging)
         except Exception as error:  # noqa: BLE001 - one student's folder must not stop the class
             why = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            log.warning("%s could not be staged: %s", student, why)
             stage_as_error(course, course.submitted_dir / student, staging, f"the submission could not be staged ({why})")
 
 
-def _grade_students(course, students, overrides, jobs, progress) -> tuple[dict[str, str], dict[str, str]]:
-    """Autograde and write feedback for each student; return the students whose run failed, with why, and the
-    notes on students whose run went otherwise than planned (feedback pages with the scores only)."""
-    failures: dict[str, str] = {}
-    notes: dict[str, str] = {}
+def _grade_students(course, students, overrides, jobs, progress) -> list[StudentRun]:
+    """Autograde and write feedback for each student, in worker processes."""
+    runs: list[StudentRun] = []
     if not students:
-        return failures, notes
+        return runs
     bar = Progress(len(students), progress)
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
@@ -178,18 +176,16 @@ def _grade_students(course, students, overrides, jobs, progress) -> tuple[dict[s
         futures = {pool.submit(_grade_student, student): student for student in students}
         for future in as_completed(futures):
             student = futures[future]
-            note = ""
             try:
-                _, problem, note = future.result()
+                run = future.result()
             except Exception as error:  # noqa: BLE001 - a worker that died costs one student, not the run
-                problem = f"the grading worker failed: {error!r}"
-            if problem:
-                failures[student] = problem
-            if note:
-                notes[student] = note
-            bar.advance(student, problem)
+                run = StudentRun(student, problem=f"the grading worker failed: {error!r}")
+            if run.problem:
+                log.warning("%s: %s", student, run.problem)
+            runs.append(run)
+            bar.advance(student, run.problem)
     bar.finish()
-    return failures, notes
+    return runs
 
 
 _worker_api = None
@@ -218,9 +214,8 @@ def _start_worker(root: str, overrides: dict) -> None:
     prepare_worker(_worker_api, _worker_assignment)
 
 
-def _grade_student(student: str) -> tuple[str, str, str]:
-    """Autograde one student and write their feedback; return the student, what failed ('' if nothing) and a
-    note for grades.csv ('' if none)."""
+def _grade_student(student: str) -> StudentRun:
+    """Autograde one student and write their feedback."""
     from .feedback import student_feedback
 
     problems = []
@@ -232,12 +227,17 @@ def _grade_student(student: str) -> tuple[str, str, str]:
     if problems and note:  # a consequence of the failed autograde, reported with it
         problems.append(note)
         note = ""
-    return student, "; ".join(problems), note
+    return StudentRun(student, "; ".join(problems), note, str(result.get("log") or "") + str(result.get("error") or ""))
 
 
 def _last_line(result: dict) -> str:
-    text = (result.get("error") or result.get("log") or "").strip()
-    return text.splitlines()[-1] if text else "no detail"
+    """The error itself, not nbgrader's "Please see the above traceback": the last line that names one."""
+    text = str(result.get("error") or result.get("log") or "").strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Please see the" not in line and "above traceback" not in line:
+            return line[:500]
+    return lines[-1][:500] if lines else "no detail"
 
 
 class Progress:
@@ -281,127 +281,3 @@ class Progress:
     def finish(self) -> None:
         if self.stream is not None and self.interactive:
             print(file=self.stream)
-
-
-# ------------------------------------------------------------------------------------------- grades
-def collect_rows(
-    course: Course, students: list[str], failures: dict[str, str] | None = None, notes: dict[str, str] | None = None
-) -> list[StudentRow]:
-    """Each student's row: points from the gradebook (nbgrader's late penalty taken off, as `nbgrader export`
-    does), outcomes from the autograded notebooks, and lateness from the gradebook's submission."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    failures = failures or {}
-    notes = notes or {}
-    rows = []
-    with Gradebook(f"sqlite:///{course.gradebook}", course.config.CourseDirectory.get("course_id", "")) as gradebook:
-        assignment = gradebook.find_assignment(course.assignment_id)
-        max_score = float(assignment.max_score)
-        for student in students:
-            try:
-                submission = gradebook.find_submission(course.assignment_id, student)
-            except (ValueError, MissingEntry):  # ValueError: an id the database cannot hold (not UTF-8)
-                submission = None
-            notebooks = {}
-            for notebook_id in course.notebook_ids:
-                path = course.autograded_dir / student / course.assignment_id / f"{notebook_id}.ipynb"
-                result = NotebookResult(score=0.0)
-                try:
-                    nb = nbformat.read(path, 4)
-                    result.events = outcomes.events_of(nb)
-                    submitted = gradebook.find_submission_notebook(notebook_id, course.assignment_id, student)
-                    earned = float(submitted.score)
-                    penalty = float(submitted.late_submission_penalty or 0.0)
-                    result.score = max(0.0, earned - penalty)
-                    handed_in = not any(event["kind"] == "missing" for event in result.events)
-                    if handed_in and submission is not None and submission.total_seconds_late > 0:
-                        result.events.append({"kind": "late", "detail": late_note(submission, earned, penalty)})
-                except (OSError, ValueError, MissingEntry) as error:
-                    why = failures.get(student) or f"no graded notebook ({type(error).__name__})"
-                    result.events.append({"kind": "error", "detail": why})
-                notebooks[notebook_id] = result
-            rows.append(StudentRow(student, notebooks, max_score, [notes[student]] if notes.get(student) else []))
-    return rows
-
-
-def late_note(submission, earned: float, penalty: float) -> str:
-    """How late a submission was and what it cost this notebook, in words."""
-    due = submission.duedate
-    extension = f", with an extension of {duration(submission.extension.total_seconds())}" if submission.extension else ""
-    cost = f"late penalty {_number(penalty)} of {_number(earned)} points" if penalty > 0 else "no late penalty"
-    return f"handed in {duration(submission.total_seconds_late)} after the due date ({due:%Y-%m-%d %H:%M} UTC{extension}); {cost}"
-
-
-def duration(seconds: float) -> str:
-    """``3 d 4 h 5 min``, ``2 h 0 min``, ``12 min 30 s``, ``45 s``."""
-    seconds = int(round(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h {minutes} min"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {seconds} s"
-    return f"{seconds} s"
-
-
-def refresh_grades_csv(course: Course) -> list[StudentRow] | None:
-    """Rewrite grades.csv from the gradebook as it is now (after manual grading in the formgrader, say) and the
-    autograded notebooks, without grading anything; None when there is no submitted/ to list the class from."""
-    from nbgrader.api import MissingEntry
-
-    if not course.gradebook.is_file():
-        raise CourseError(f"there is no {course.gradebook}: run `autograd-course grade` first")
-    try:
-        students = find_students(course)
-    except CourseError:
-        return None
-    try:
-        rows = collect_rows(course, students)
-    except MissingEntry:
-        raise CourseError(
-            f"the gradebook has no assignment {course.assignment_id!r}: run `autograd-course grade` first"
-        ) from None
-    write_grades_csv(course, rows)
-    return rows
-
-
-def write_grades_csv(course: Course, rows: list[StudentRow]) -> Path:
-    header = ["student_id", *course.notebook_ids, "score", "max_score", "status", "notes"]
-    temporary = course.grades_csv.with_suffix(".csv.tmp")
-    with open(temporary, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow(
-                [
-                    row.student_id,
-                    *(_number(row.notebooks[notebook_id].score) for notebook_id in course.notebook_ids),
-                    _number(row.score),
-                    _number(row.max_score),
-                    row.status,
-                    row.notes,
-                ]
-            )
-    temporary.replace(course.grades_csv)
-    return course.grades_csv
-
-
-def format_table(course: Course, rows: list[StudentRow]) -> str:
-    short = {notebook_id: notebook_id.split("_")[0] for notebook_id in course.notebook_ids}
-    header = ["student", *short.values(), "score", "status"]
-    body = [
-        [
-            row.student_id,
-            *(_number(row.notebooks[notebook_id].score) for notebook_id in course.notebook_ids),
-            f"{_number(row.score)}/{_number(row.max_score)}",
-            row.status,
-        ]
-        for row in rows
-    ]
-    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *body]]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)

@@ -33,6 +33,7 @@ from nbformat.validator import normalize
 
 from . import outcomes
 from .course import Course
+from .outcomes import Outcome, Reason
 from .release import write_canonical
 
 #: the largest notebook file read, outputs and attachments included
@@ -568,7 +569,7 @@ def _find_renamed(
 @dataclass
 class _Taken:
     nb: nbformat.NotebookNode | None = None
-    kind: str | None = None
+    kind: Reason | None = None
     detail: str | None = None
     look_elsewhere: bool = False
 
@@ -577,16 +578,16 @@ def _take(folder_fd: int, name: str) -> _Taken:
     try:
         data = read_regular_file(name, folder_fd, MAX_NOTEBOOK_BYTES)
     except FileNotFoundError:
-        return _Taken(kind="missing", detail=f"no {name} in the submission", look_elsewhere=True)
+        return _Taken(kind=Reason.MISSING, detail=f"no {name} in the submission", look_elsewhere=True)
     except NotRegular as refused:
-        return _Taken(kind="invalid", detail=f"{refused}; {_BLANK}", look_elsewhere=True)
+        return _Taken(kind=Reason.INVALID, detail=f"{refused}; {_BLANK}", look_elsewhere=True)
     except Unreadable as error:
-        return _Taken(kind="invalid", detail=f"{error}; {_BLANK}")
+        return _Taken(kind=Reason.INVALID, detail=f"{error}; {_BLANK}")
     try:
         nb, repairs = parse_notebook(data, name)
     except Unreadable as error:
-        return _Taken(kind="invalid", detail=f"{error}; {_BLANK}")
-    return _Taken(nb, "invalid" if repairs else None, "; ".join(repairs) or None)
+        return _Taken(kind=Reason.INVALID, detail=f"{error}; {_BLANK}")
+    return _Taken(nb, Reason.INVALID if repairs else None, "; ".join(repairs) or None)
 
 
 def _take_all(folder_fd: int, out_dir: Path, releases: dict[str, Path]) -> dict[str, _Taken]:
@@ -598,7 +599,7 @@ def _take_all(folder_fd: int, out_dir: Path, releases: dict[str, Path]) -> dict[
         try:
             taken[notebook_id] = _take(folder_fd, name)
         except Exception as error:  # noqa: BLE001 - one notebook's problem is that notebook's alone
-            taken[notebook_id] = _Taken(kind="invalid", detail=f"{name} could not be read ({_error(error)}); {_BLANK}")
+            taken[notebook_id] = _Taken(kind=Reason.INVALID, detail=f"{name} could not be read ({_error(error)}); {_BLANK}")
     elsewhere = [notebook_id for notebook_id, result in taken.items() if result.look_elsewhere]
     if elsewhere:
         try:
@@ -611,9 +612,9 @@ def _take_all(folder_fd: int, out_dir: Path, releases: dict[str, Path]) -> dict[
             if notebook_id in renamed:
                 label, nb, repairs = renamed[notebook_id]
                 detail = f"graded from {label}, which should be {notebook_id}.ipynb"
-                if taken[notebook_id].kind == "invalid":  # something that is not a file has the right name
+                if taken[notebook_id].kind is Reason.INVALID:  # something that is not a file has the right name
                     detail += f" ({taken[notebook_id].detail.removesuffix('; ' + _BLANK)})"
-                taken[notebook_id] = _Taken(nb, "invalid", "; ".join([detail, *repairs]))
+                taken[notebook_id] = _Taken(nb, Reason.INVALID, "; ".join([detail, *repairs]))
             elif cut_short:
                 result, suffix = taken[notebook_id], f"; {_BLANK}"
                 result.detail = (
@@ -635,22 +636,22 @@ def _stage(path: Path, release_path: Path, taken: _Taken) -> None:
     if taken.nb is not None:
         try:
             nb = taken.nb
-            outcomes.reset_events(nb)
+            outcomes.forget(nb)
             if kind:
-                outcomes.add_event(nb, kind, _clean(detail))
+                outcomes.record(nb, Outcome(kind, _clean(detail)))
             write_canonical(path, nb)
             return
         except Exception as error:  # noqa: BLE001 - the notebook is then graded as if left blank
-            kind, detail = "invalid", f"{path.name} could not be staged ({_error(error)}); {_BLANK}"
+            kind, detail = Reason.INVALID, f"{path.name} could not be staged ({_error(error)}); {_BLANK}"
     stage_release(path, release_path, kind, detail)
 
 
-def stage_release(path: Path, release_path: Path, kind: str | None, detail: str | None) -> None:
+def stage_release(path: Path, release_path: Path, kind: Reason | None, detail: str | None) -> None:
     """Stage the untouched release notebook at ``path``, with the outcome ``kind`` and its note."""
     nb = nbformat.read(release_path, 4)
-    outcomes.reset_events(nb)
+    outcomes.forget(nb)
     if kind:
-        outcomes.add_event(nb, kind, _clean(detail or ""))
+        outcomes.record(nb, Outcome(kind, _clean(detail or "")))
     write_canonical(path, nb)
 
 
@@ -679,21 +680,21 @@ def stage_student(course: Course, student_dir: Path, staging_root: Path) -> None
         finally:
             os.close(student_fd)
     except FileNotFoundError:
-        everything = _Taken(kind="missing")
+        everything = _Taken(kind=Reason.MISSING)
     except Exception as error:  # noqa: BLE001 - the folder cannot be read: every notebook is graded as blank
         reason = str(error) if isinstance(error, Unreadable) else f"the submission cannot be read ({_error(error)})"
-        everything = _Taken(kind="invalid", detail=f"{reason}; {_BLANK}")
+        everything = _Taken(kind=Reason.INVALID, detail=f"{reason}; {_BLANK}")
     else:
         try:
             taken = _take_all(folder_fd, out_dir, releases)
         except Exception as error:  # noqa: BLE001 - each notebook's own problems are caught inside: this is not one
-            everything = _Taken(kind="invalid", detail=f"the submission cannot be read ({_error(error)}); {_BLANK}")
+            everything = _Taken(kind=Reason.INVALID, detail=f"the submission cannot be read ({_error(error)}); {_BLANK}")
         finally:
             os.close(folder_fd)
     for notebook_id, release_path in releases.items():
         result = taken.get(notebook_id) or everything
-        if result.kind == "missing" and result.detail is None:
-            result = _Taken(kind="missing", detail=f"no {notebook_id}.ipynb in the submission")
+        if result.kind is Reason.MISSING and result.detail is None:
+            result = _Taken(kind=Reason.MISSING, detail=f"no {notebook_id}.ipynb in the submission")
         _stage(out_dir / f"{notebook_id}.ipynb", release_path, result)
 
 
@@ -715,4 +716,4 @@ def stage_as_error(course: Course, student_dir: Path, staging_root: Path, detail
     except Exception:  # noqa: BLE001 - the folder is what could not be staged; these files are a courtesy
         pass
     for notebook_id in course.notebook_ids:
-        stage_release(out_dir / f"{notebook_id}.ipynb", course.release_dir / f"{notebook_id}.ipynb", "error", detail)
+        stage_release(out_dir / f"{notebook_id}.ipynb", course.release_dir / f"{notebook_id}.ipynb", Reason.ERROR, detail)

@@ -18,6 +18,7 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from . import outcomes
+from .outcomes import Outcome, Reason
 
 
 def release_notebook_path(config, assignment_id: str, notebook_id: str) -> Path:
@@ -32,6 +33,10 @@ def _grade_id(cell) -> str | None:
 
 def _is_answer(cell) -> bool:
     return bool(cell.metadata.get("nbgrader", {}).get("solution"))
+
+
+def tampered(detail: str, where: str | None = None) -> Outcome:
+    return Outcome(Reason.TAMPERED, detail, where)
 
 
 def _describe(cell) -> str:
@@ -61,7 +66,7 @@ def restore_structure(nb, reference) -> None:
         if name in expected:
             if name in kept:
                 if cell.cell_type == "code" and _describe(expected[name]) != "answer cell":
-                    outcomes.add_event(nb, "tampered", f"duplicate of {_describe(expected[name])} {name} removed", name)
+                    outcomes.record(nb, tampered(f"duplicate of {_describe(expected[name])} {name} removed", name))
                     continue
                 # A copy of an answer cell is the student's code: it runs where they put it, ungraded.
                 cell.metadata.pop("nbgrader", None)
@@ -73,7 +78,7 @@ def restore_structure(nb, reference) -> None:
         else:
             meta = cell.metadata.pop("nbgrader", None)
             if isinstance(meta, dict) and (meta.get("grade") or meta.get("solution") or meta.get("locked")):
-                outcomes.add_event(nb, "tampered", "grading metadata on a cell not in the release was removed", name)
+                outcomes.record(nb, tampered("grading metadata on a cell not in the release was removed", name))
             cell.metadata.pop("deletable", None)
             cell.metadata.pop("editable", None)
             added_after[previous].append(cell)
@@ -81,7 +86,7 @@ def restore_structure(nb, reference) -> None:
     present_in_release_order = [name for name in expected if name in kept]
     if order != present_in_release_order:
         moved = [name for name, should in zip(order, present_in_release_order) if name != should]
-        outcomes.add_event(nb, "tampered", "cells were moved back into place: " + ", ".join(moved))
+        outcomes.record(nb, tampered("cells were moved back into place: " + ", ".join(moved)))
 
     cells = list(added_after[None])
     for name, release_cell in expected.items():
@@ -90,7 +95,7 @@ def restore_structure(nb, reference) -> None:
             cell = copy.deepcopy(release_cell)
             what = _describe(release_cell)
             if release_cell.cell_type == "code":
-                outcomes.add_event(nb, "tampered", f"deleted {what} {name} was restored", name)
+                outcomes.record(nb, tampered(f"deleted {what} {name} was restored", name))
         else:
             _restore_cell(nb, cell, release_cell, name)
         cells.append(cell)
@@ -124,4 +129,4 @@ def _restore_cell(nb, cell, release_cell, name) -> None:
             changed.append("source edited")
         cell.source = release_cell.source
     if changed and (release_cell.cell_type == "code" or what != "read-only cell"):
-        outcomes.add_event(nb, "tampered", f"{what} {name} restored: " + ", ".join(changed), name)
+        outcomes.record(nb, tampered(f"{what} {name} restored: " + ", ".join(changed), name))

@@ -10,7 +10,7 @@
 - ``index.html``: one static page with the plots, the item analysis and the students whose status is not ok.
 
 Scores come from nbgrader's gradebook; statuses from the rows `grade` just computed, else grades.csv, else the
-events recorded in the autograded notebooks (``grading.collect_rows``). Every student is counted, including those
+outcomes recorded in the autograded notebooks (``results.read_class``). Every student is counted, including those
 whose notebooks are missing or broken (they earn 0 on those parts); failure messages are counted from the
 autograded notebooks as graded, so a missing notebook counts with the messages of the untouched release.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import grading
+from . import results
 from .course import Course, CourseError
 
 REPORT_DIR = "reports"
@@ -141,17 +141,16 @@ class ClassData:
         return sum(part.available for part in self.parts if part.notebook == notebook)
 
 
-def load_class(course: Course, rows: list[grading.StudentRow] | None = None) -> ClassData:
+def load_class(course: Course, rows: list[results.StudentResult] | None = None) -> ClassData:
     """Everything the report shows, read from the gradebook, the statuses and the autograded notebooks."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import MissingEntry
 
-    if not course.gradebook.is_file():
+    if course.gradebook is not None and not course.gradebook.is_file():
         raise CourseError(f"there is no {course.gradebook}: run `autograd-course grade` first")
     earned: dict[str, dict[str, float]] = {}  # student id -> part name -> points
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nbgrader 0.9.6 trips SQLAlchemy 2 autoflush warnings
-        course_id = course.config.CourseDirectory.get("course_id", "")
-        with Gradebook(f"sqlite:///{course.gradebook}", course_id) as gradebook:
+        with results.open_gradebook(course) as gradebook:
             try:
                 assignment = gradebook.find_assignment(course.assignment_id)
             except MissingEntry:
@@ -169,7 +168,8 @@ def load_class(course: Course, rows: list[grading.StudentRow] | None = None) -> 
     # student there without gradebook rows earned nothing. Only with no such list, the gradebook's students.
     statuses = _statuses(course, rows)
     if statuses is None:
-        statuses = {row.student_id: (row.status, row.notes) for row in grading.collect_rows(course, sorted(earned))}
+        with results.open_gradebook(course) as gradebook:
+            statuses = {row.student_id: (row.status, row.notes) for row in results.read_class(course, sorted(earned), gradebook)}
     students = {}
     for student_id, (status, notes) in statuses.items():
         points = earned.get(student_id, {})
@@ -194,10 +194,11 @@ def _statuses(course: Course, rows) -> dict[str, tuple[str, str]] | None:
         except (OSError, UnicodeDecodeError, csv.Error):
             pass
     try:
-        students = grading.find_students(course)
+        students = results.find_students(course)
     except CourseError:
         return None
-    return {row.student_id: (row.status, row.notes) for row in grading.collect_rows(course, students)}
+    with results.open_gradebook(course) as gradebook:
+        return {row.student_id: (row.status, row.notes) for row in results.read_class(course, students, gradebook)}
 
 
 def _parts(course: Course, assignment) -> list[Part]:
@@ -260,7 +261,7 @@ def _failure_messages(course: Course, parts: list[Part], students: list[Student]
 
 
 # -------------------------------------------------------------------------------------------- writing
-def write_report(course: Course, rows: list[grading.StudentRow] | None = None) -> Path:
+def write_report(course: Course, rows: list[results.StudentResult] | None = None) -> Path:
     """Write reports/ (CSVs, plots and index.html) and return the path of index.html."""
     return _write(load_class(course, rows))
 
@@ -290,12 +291,7 @@ def _replace(path: Path, text: str) -> None:
 
 
 def _write_csv(path: Path, header: list[str], lines: list[list]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(lines)
-    temporary.replace(path)
+    results.write_csv(path, header, lines)
 
 
 def _write_scores_csv(data: ClassData, path: Path) -> None:
@@ -652,7 +648,7 @@ def _html(data: ClassData, items: list[Item]) -> str:
 
 
 # -------------------------------------------------------------------------------------------- summary
-def report_after_grading(course: Course, rows: list[grading.StudentRow]) -> list[str]:
+def report_after_grading(course: Course, rows: list[results.StudentResult]) -> list[str]:
     """A few lines for the end of `autograd-course grade`. Writes the report too, and says where it is."""
     lines = []
     totals = [row.score for row in rows]

@@ -139,10 +139,10 @@ def assert_blank(course, staged, notebook_id: str, kind: str, *phrases: str) -> 
     """Staged as the release, with one event of ``kind`` whose note has every phrase."""
     nb = staged[notebook_id]
     assert nb.cells == release_cells(course, notebook_id)
-    events = outcomes.events_of(nb)
-    assert [event["kind"] for event in events] == [kind], events
+    events = outcomes.recorded(nb)
+    assert [event.reason.value for event in events] == [kind], events
     for phrase in phrases:
-        assert phrase in events[0]["detail"], (phrase, events[0]["detail"])
+        assert phrase in events[0].detail, (phrase, events[0].detail)
 
 
 def assert_own(course, notebook_ids, student: str = STUDENT) -> None:
@@ -310,7 +310,7 @@ def test_outputs_are_dropped_whatever_they_hold(course):
     ]
     submit(course, STUDENT, {**honest(course), Q6: json.dumps(data).encode()})
     staged = stage(course)
-    assert outcomes.events_of(staged[Q6]) == []
+    assert outcomes.recorded(staged[Q6]) == []
     assert staged[Q6].cells[answer].outputs == [] and staged[Q6].cells[answer].execution_count is None
     assert staged_bytes(course, Q6) == nbformat.writes(solved(course, Q6)).encode() + b"\n"
 
@@ -319,8 +319,8 @@ def test_a_byte_order_mark_is_removed_and_recorded(course):
     submitted = nbformat.writes(with_marker(course, Q6)).encode() + b"\n"
     submit(course, STUDENT, {**honest(course), Q6: b"\xef\xbb\xbf" + submitted})
     staged = stage(course)
-    events = outcomes.events_of(staged[Q6])
-    assert [event["kind"] for event in events] == ["invalid"] and "byte-order mark" in events[0]["detail"]
+    events = outcomes.recorded(staged[Q6])
+    assert [event.reason.value for event in events] == ["invalid"] and "byte-order mark" in events[0].detail
     assert staged[Q6].cells == with_marker(course, Q6).cells
 
 
@@ -332,9 +332,9 @@ def test_malformed_grading_metadata_is_removed_and_recorded(course):
     data["cells"][answer]["source"] += f"\n{MARKER}"
     submit(course, STUDENT, {**honest(course), Q6: json.dumps(data).encode()})
     staged = stage(course)
-    events = outcomes.events_of(staged[Q6])
-    assert [event["kind"] for event in events] == ["invalid"]
-    assert f"malformed grading metadata in cells {answer}, {test}, removed" in events[0]["detail"]
+    events = outcomes.recorded(staged[Q6])
+    assert [event.reason.value for event in events] == ["invalid"]
+    assert f"malformed grading metadata in cells {answer}, {test}, removed" in events[0].detail
     cells = staged[Q6].cells
     assert "nbgrader" not in cells[answer].metadata and "nbgrader" not in cells[test].metadata
     assert MARKER in cells[answer].source
@@ -345,9 +345,9 @@ def test_malformed_grading_metadata_is_removed_and_recorded(course):
 
 def test_an_event_a_student_wrote_is_not_kept(course):
     nb = solved(course, Q6)
-    outcomes.add_event(nb, "missing", "pre-seeded by the student")
+    outcomes.record(nb, outcomes.Outcome(outcomes.Reason.MISSING, "pre-seeded by the student"))
     submit(course, STUDENT, {**honest(course), Q6: nb})
-    assert outcomes.events_of(stage(course)[Q6]) == []
+    assert outcomes.recorded(stage(course)[Q6]) == []
 
 
 # ---------------------------------------------------------------------- not a regular file at all
@@ -495,8 +495,8 @@ def test_a_renamed_notebook_is_found_past_pipes_devices_links_and_linked_folders
     (folder / "sub").mkdir()
     nbformat.write(with_marker(course, Q9), folder / "sub" / "Q9 (copy).ipynb")
     staged = stage(course)
-    events = outcomes.events_of(staged[Q9])
-    assert events == [{"kind": "invalid", "detail": f"graded from sub/Q9 (copy).ipynb, which should be {Q9}.ipynb"}]
+    events = outcomes.recorded(staged[Q9])
+    assert events == [outcomes.Outcome(outcomes.Reason.INVALID, f"graded from sub/Q9 (copy).ipynb, which should be {Q9}.ipynb")]
     assert staged[Q9].cells == with_marker(course, Q9).cells
     assert_own(course, [Q6, Q7, Q8])
 
@@ -514,8 +514,8 @@ def test_a_pipe_named_like_the_notebook_does_not_hide_the_renamed_one(course):
     os.mkfifo(folder_of(course) / f"{Q9}.ipynb")
     nbformat.write(with_marker(course, Q9), folder_of(course) / "mine.ipynb")
     staged = stage(course)
-    [event] = outcomes.events_of(staged[Q9])
-    assert event["kind"] == "invalid" and "graded from mine.ipynb" in event["detail"] and "named pipe" in event["detail"]
+    [event] = outcomes.recorded(staged[Q9])
+    assert event.reason.value == "invalid" and "graded from mine.ipynb" in event.detail and "named pipe" in event.detail
     assert staged[Q9].cells == with_marker(course, Q9).cells
 
 
@@ -525,8 +525,8 @@ def test_two_renamed_notebooks_are_both_found(course):
     nbformat.write(with_marker(course, Q9), folder_of(course) / "nine.ipynb")
     staged = stage(course)
     assert staged[Q8].cells == with_marker(course, Q8).cells and staged[Q9].cells == with_marker(course, Q9).cells
-    assert "graded from eight.ipynb" in outcomes.events_of(staged[Q8])[0]["detail"]
-    assert "graded from nine.ipynb" in outcomes.events_of(staged[Q9])[0]["detail"]
+    assert "graded from eight.ipynb" in outcomes.recorded(staged[Q8])[0].detail
+    assert "graded from nine.ipynb" in outcomes.recorded(staged[Q9])[0].detail
 
 
 def test_a_renamed_notebook_with_an_undecodable_name_is_staged_with_a_readable_note(course):
@@ -534,8 +534,8 @@ def test_a_renamed_notebook_with_an_undecodable_name_is_staged_with_a_readable_n
     with open(os.fsencode(folder_of(course)) + b"/nine\xff\n.ipynb", "w") as handle:
         nbformat.write(with_marker(course, Q9), handle)
     staged = stage(course)
-    [event] = outcomes.events_of(staged[Q9])
-    assert event["detail"] == f"graded from nine\\xff\\n.ipynb, which should be {Q9}.ipynb"
+    [event] = outcomes.recorded(staged[Q9])
+    assert event.detail == f"graded from nine\\xff\\n.ipynb, which should be {Q9}.ipynb"
     assert staged[Q9].cells == with_marker(course, Q9).cells
 
 
@@ -558,8 +558,8 @@ def test_the_search_goes_no_deeper_than_its_limit(course):
 
 def staged_cells_and_note(course):
     staged = stage(course)
-    events = outcomes.events_of(staged[Q9])
-    return staged[Q9].cells, events[0]["detail"] if events else None
+    events = outcomes.recorded(staged[Q9])
+    return staged[Q9].cells, events[0].detail if events else None
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ import pytest
 from autograd_course import report
 from autograd_course.catalog import part_points, solved, submission
 from autograd_course.course import Course, CourseError
-from autograd_course.grading import StudentRow, grade
+from autograd_course.grading import grade
+from autograd_course.results import StudentResult
 from autograd_course.release import write_canonical
 from conftest import submit
 
@@ -80,7 +81,7 @@ def _lost(course) -> dict[str, set[str]]:
 @dataclass
 class Graded:
     course: Course
-    rows: list[StudentRow]
+    rows: list[StudentResult]
     page: Path
 
     @property
