@@ -21,7 +21,7 @@ CLASS = {
     "ben": "untouched",
     "chloe": ["q6 forgot requires_grad on x", "q9 kept a reference to x.grad"],
     "dev": ["q7 swapped the roles of w[0] and w[1]", "q8 fix 2 with z.requires_grad_()"],
-    "eli": ["q6a analytic gradient 2*x (forgot +3)", "q9 forgot to reset between backward calls"],
+    "eli": ["q6a mean() instead of sum()", "q9 forgot to reset between backward calls"],
     "fay": ["q6 requires_grad_() after creation", "q7 vectorised", "q9 reset with x.grad = None"],
     "gus": ["q8 caught the wrong exception", "q9 expects zeros after optimizer.zero_grad()"],
     "hana": ["q6 gradient written by hand instead of backward", "q7 gradients written by hand"],
