@@ -1,7 +1,8 @@
 """`autograd-course demo`: grade a bundled class of twelve students in a scratch copy of the course.
 
-The class is built from the catalog: some students are right throughout, some make one or two of the classic
-mistakes, one hands in nothing, one a broken file, one forgets a notebook. Everything the grader writes
+The class is built from the catalog: some students are right throughout (one of them in other ways than the
+solution), some make one or two of the classic mistakes or take a shortcut the hidden checks catch, one hands in
+nothing, one a broken file, one forgets a notebook. Everything the grader writes
 (grades.csv, autograded/, feedback/, reports/) stays in the scratch folder for you to look at.
 """
 
@@ -19,16 +20,16 @@ from .release import write_canonical
 CLASS = {
     "ada": [],
     "ben": "untouched",
-    "chloe": ["q6 forgot requires_grad on x", "q9 kept a reference to x.grad"],
+    "chloe": ["q6 forgot requires_grad on x", "q9 copies made with copy.copy"],
     "dev": ["q7 swapped the roles of w[0] and w[1]", "q8 fix 2 with z.requires_grad_()"],
-    "eli": ["q6a analytic gradient 2*x (forgot +3)", "q9 forgot to reset between backward calls"],
-    "fay": ["q6 requires_grad_() after creation", "q7 vectorised", "q9 reset with x.grad = None"],
-    "gus": ["q8 caught the wrong exception", "q9 expects zeros after optimizer.zero_grad()"],
+    "eli": ["q6a backward on the vector without a starting gradient", "q9a descent never resets"],
+    "fay": ["q6 backward with retain_graph=True", "q7 x and w as nn.Parameter", "q9 reset with x.grad = None"],
+    "gus": ["q8 caught it under the name detach_error", "q9 expects zeros after optimizer.zero_grad()"],
     "hana": ["q6 gradient written by hand instead of backward", "q7 gradients written by hand"],
     "ivan": ["q6 backward called twice", "missing q9_gradient_accumulation"],
-    "jo": ["broken q6_basic_gradients", "q8 fix 2 without a copy"],
+    "jo": ["broken q6_basic_gradients", "q8 snapshot made with detach() alone"],
     "kai": ["q6b believes x.grad just stays None", "q6c guessed that nothing is tracked", "q7a gave w_a requires_grad"],
-    "lea": ["q8 fix 1 still detaches", "q9 history never resets", "q7b swapped the weights in the formula"],
+    "lea": ["q8 fix 1 still detaches", "q9 reset by making a new x", "q7b backward inside the function by hand"],
 }
 
 

@@ -55,7 +55,7 @@ def test_hidden_test_left_in_release(course):
 
 def test_solution_left_in_release(course):
     def leak(nb):
-        cell(nb, "q9-reset-answer").source = "x_r.grad.zero_()\n"
+        cell(nb, "q9-reset-answer").source = "x.grad.zero_()\n"
 
     edit(course.release_dir / "q9_gradient_accumulation.ipynb", leak)
     problems = check_course(course)
