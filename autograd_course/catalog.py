@@ -18,7 +18,6 @@ import nbformat
 
 from .course import Course
 
-_SOLUTION_LINE = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
 
 
 def _grade_id(cell) -> str | None:
@@ -29,8 +28,12 @@ def _grade_id(cell) -> str | None:
 def solution_answers(course: Course, notebook_id: str) -> dict[str, str]:
     """The instructor's answer for every answer cell of a notebook, as a student would type it."""
     source = nbformat.read(course.source_dir / f"{notebook_id}.ipynb", 4)
+    marks = course.delimiters
+    delimiter_line = re.compile(
+        rf"^[^\n]*(?:{re.escape(marks.begin_solution)}|{re.escape(marks.end_solution)})[^\n]*\n?", re.MULTILINE
+    )
     return {
-        _grade_id(cell): _SOLUTION_LINE.sub("", cell.source)
+        _grade_id(cell): delimiter_line.sub("", cell.source)
         for cell in source.cells
         if cell.metadata.get("nbgrader", {}).get("solution")
     }

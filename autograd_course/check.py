@@ -18,12 +18,14 @@ from nbgrader.nbgraderformat import MetadataValidator, ValidationError
 
 from .course import Course, CourseError
 
-FORBIDDEN_IN_RELEASE = {
-    "### BEGIN SOLUTION": "solution code",
-    "### END SOLUTION": "solution code",
-    "### BEGIN HIDDEN TESTS": "hidden tests",
-    "### END HIDDEN TESTS": "hidden tests",
-}
+def forbidden_in_release(course: Course) -> dict[str, str]:
+    """The delimiters (as nbgrader is configured) that must never reach a release notebook."""
+    marks = course.delimiters
+    return {
+        marks.begin_solution: "solution code", marks.end_solution: "solution code",
+        marks.begin_hidden: "hidden tests", marks.end_hidden: "hidden tests",
+    }
+
 COURSE_FILES = ("grader_config.py", "nbgrader_config.py", "source")
 
 
@@ -35,7 +37,7 @@ def check_course(course: Course) -> list[str]:
         problems += _check_notebook(f"source/{name}", nb)
     for name, nb in release.items():
         problems += _check_notebook(f"release/{name}", nb)
-        problems += _check_release_is_clean(f"release/{name}", nb, source.get(name))
+        problems += _check_release_is_clean(course, f"release/{name}", nb, source.get(name))
     problems += _check_grade_ids(source)
     problems += _check_points(course, source)
     if problems:
@@ -82,10 +84,10 @@ def _check_notebook(label: str, nb) -> list[str]:
     return problems
 
 
-def _check_release_is_clean(label: str, nb, source_nb) -> list[str]:
+def _check_release_is_clean(course: Course, label: str, nb, source_nb) -> list[str]:
     problems = []
     for cell in nb.cells:
-        for marker, what in FORBIDDEN_IN_RELEASE.items():
+        for marker, what in forbidden_in_release(course).items():
             if marker in cell.source:
                 problems.append(f"{label}: cell {cell.get('id')} contains {what} ({marker!r})")
     if source_nb is not None:
@@ -98,7 +100,7 @@ def _check_release_is_clean(label: str, nb, source_nb) -> list[str]:
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
             if grade_id not in answers:
                 continue
-            region, given = _split_solution(answers[grade_id])
+            region, given = _split_solution(answers[grade_id], course.delimiters)
             leaked = {line.strip() for line in region if line.strip()} - given
             leaked &= {line.strip() for line in cell.source.splitlines()}
             if leaked:
@@ -106,9 +108,10 @@ def _check_release_is_clean(label: str, nb, source_nb) -> list[str]:
     return problems
 
 
-def _split_solution(source: str) -> tuple[list[str], set[str]]:
+def _split_solution(source: str, marks) -> tuple[list[str], set[str]]:
     """The lines of an answer cell's solution region, and the stripped lines given around it."""
-    match = re.search(r"### BEGIN SOLUTION\n(.*?)[ \t]*### END SOLUTION", source, re.DOTALL)
+    begin, end = re.escape(marks.begin_solution), re.escape(marks.end_solution)
+    match = re.search(rf"^[^\n]*{begin}[^\n]*\n(.*?)^[^\n]*{end}[^\n]*$", source, re.DOTALL | re.MULTILINE)
     if not match:
         return [], set()
     outside = source[: match.start()] + source[match.end() :]

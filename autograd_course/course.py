@@ -36,6 +36,14 @@ def ensure_tools_on_path() -> None:
 
 
 @dataclass(frozen=True)
+class Delimiters:
+    begin_solution: str
+    end_solution: str
+    begin_hidden: str
+    end_hidden: str
+
+
+@dataclass(frozen=True)
 class Course:
     root: Path
 
@@ -115,6 +123,18 @@ class Course:
     def run_logs_dir(self) -> Path:
         """Each student's nbgrader log and record from the last `autograd-course grade` (results.RunRecord)."""
         return self.root / "logs" / self.assignment_id
+
+    @cached_property
+    def delimiters(self) -> "Delimiters":
+        """The solution and hidden-test delimiters, as nbgrader's ClearSolutions and ClearHiddenTests are set."""
+        from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+        config = self.nbgrader_config()
+        solutions, hidden = ClearSolutions(config=config), ClearHiddenTests(config=config)
+        return Delimiters(
+            solutions.begin_solution_delimeter, solutions.end_solution_delimeter,
+            hidden.begin_test_delimeter, hidden.end_test_delimeter,
+        )
 
     @property
     def notebook_ids(self) -> list[str]:

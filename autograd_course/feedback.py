@@ -93,7 +93,7 @@ def instructor_cells(resources) -> dict[str, InstructorCell]:
     return resources[INSTRUCTOR_CELLS]
 
 
-def role(cell, known: dict[str, InstructorCell]) -> str:
+def role(cell, known: dict[str, InstructorCell], hidden: tuple[str, str]) -> str:
     """'test' or 'instructor' for a cell that is the instructor's word for word, 'answer' for an answer cell,
     'student' for anything else (cells the student added, or any cell that does not match the gradebook)."""
     meta = cell.get("metadata", {}).get("nbgrader")
@@ -104,14 +104,20 @@ def role(cell, known: dict[str, InstructorCell]) -> str:
     if original.solution:
         return "answer" if utils.is_solution(cell) else "student"
     test = original.grade and original.cell_type == "code"
-    if utils.is_solution(cell) or cell.get("source") not in (original.source, _cleared(original.source) if test else None):
+    if utils.is_solution(cell) or cell.get("source") not in (original.source, _cleared(original.source, *hidden) if test else None):
         return "student"
     return "test" if test else "instructor"
 
 
-def _cleared(source: str) -> str:
-    """A test cell's source as nbgrader's ClearHiddenTests leaves it (with the default delimiters)."""
-    return "\n".join(split_hidden(source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")[1])
+def _cleared(source: str, begin: str, end: str) -> str:
+    """A test cell's source as nbgrader's ClearHiddenTests leaves it."""
+    return "\n".join(split_hidden(source, begin, end)[1])
+
+
+def hidden_delimiters(preprocessor) -> tuple[str, str]:
+    """The hidden-test delimiters as nbgrader's ClearHiddenTests is configured."""
+    settings = ClearHiddenTests(parent=preprocessor)
+    return settings.begin_test_delimeter, settings.end_test_delimeter
 
 
 # --------------------------------------------------------------------------------- hidden test lines
@@ -149,10 +155,9 @@ class RemoveHiddenTestLines(NbGraderPreprocessor):
     marker = Unicode("[hidden test removed]", help="What a removed line is replaced with.").tag(config=True)
 
     def preprocess(self, nb, resources):
-        delimiters = ClearHiddenTests(parent=self)
-        self.begin, self.end = delimiters.begin_test_delimeter, delimiters.end_test_delimeter
+        self.begin, self.end = hidden_delimiters(self)
         known = instructor_cells(resources)
-        roles = [role(cell, known) for cell in nb.cells]
+        roles = [role(cell, known, (self.begin, self.end)) for cell in nb.cells]
         hidden, public = [], []
         sources = [cell.source for cell in nb.cells if cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)]
         sources += [cell.source for cell in known.values() if cell.grade and not cell.solution]
@@ -296,7 +301,8 @@ class StudentContentAsText(NbGraderPreprocessor):
         if isinstance(nb.metadata.get("kernelspec"), dict):
             metadata["kernelspec"] = nb.metadata["kernelspec"]  # the gradebook's (nbgrader's OverwriteKernelspec)
         nb.metadata = from_dict(metadata)
-        nb.cells = [self.safe_cell(cell, role(cell, known)) for cell in nb.cells]
+        hidden = hidden_delimiters(self)
+        nb.cells = [self.safe_cell(cell, role(cell, known, hidden)) for cell in nb.cells]
         return nb, resources
 
     def safe_cell(self, cell, whose: str):
