@@ -133,12 +133,13 @@ def _read_student(course: Course, student: str, gradebook, max_score: float) -> 
             if handed_in and submission is not None and submission.total_seconds_late > 0:
                 result.outcomes.append(Outcome(Reason.LATE, late_note(submission, earned, penalty)))
         except (OSError, ValueError, KeyError, MissingEntry) as error:
-            # No graded notebook: what intake found (a missing notebook stays `missing`), and why there is none.
+            # No graded notebook: what intake found, and, unless it was not handed in at all, why there is none.
             result.outcomes = [Outcome.from_metadata(entry) for entry in record.staged.get(notebook_id, [])]
-            why = record.failure or f"no graded notebook ({type(error).__name__})"
-            if record.failure:
-                why += f" (nbgrader's log: {course.run_logs_dir.relative_to(course.root) / student}.log)"
-            result.outcomes.append(Outcome(Reason.ERROR, why))
+            if not any(outcome.reason is Reason.MISSING for outcome in result.outcomes):
+                why = record.failure or f"no graded notebook ({type(error).__name__})"
+                if record.failure:
+                    why += f" (nbgrader's log: {course.run_logs_dir.relative_to(course.root) / student}.log)"
+                result.outcomes.append(Outcome(Reason.ERROR, why))
         notebooks[notebook_id] = result
     return StudentResult(student, notebooks, max_score, list(record.notes))
 

@@ -534,8 +534,9 @@ def test_processes_cannot_be_started(graded):
         ("links_to_source", "invalid:q6_basic_gradients", "30"),
         ("links_a_folder", "missing:q6_basic_gradients", "30"),
         ("honest_shows_values", "ok", "40"),
-        ("not_utf8_\\udcff", "error:q6_basic_gradients;error:q7_weights;error:q8_breaking_the_graph;"
-                               "error:q9_gradient_accumulation", "0"),
+        # Only Q6 was handed in: the others stay `missing` although nbgrader could not grade the student at all.
+        ("not_utf8_\\udcff", "missing:q7_weights;missing:q8_breaking_the_graph;missing:q9_gradient_accumulation;"
+                               "error:q6_basic_gradients", "0"),
         ("forges_replies", "tampered:q6_basic_gradients", "38"),
         ("reads_the_tests", "ok", "40"),
         ("patches_during_a_check", "tampered:q6_basic_gradients", "38"),
