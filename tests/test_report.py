@@ -32,7 +32,9 @@ from autograd_course.course import Course, CourseError
 from autograd_course.grading import grade
 from autograd_course.results import StudentResult
 from autograd_course.release import write_canonical
-from conftest import submit
+from course_helpers import submit
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts" / "report"
