@@ -63,7 +63,7 @@ FORGOT_REQUIRES_GRAD = {"q6-gradient-answer": "x = torch.tensor([2.0])\ny = x**2
 # message that quotes hers.
 MADE_UP_ERROR = {"q6b-answer": f"no_grad_error = RuntimeError({HOSTILE_ERROR!r})\n"}
 
-PNG_SIZES = {  # pixels: the figure sizes in report.py at its DPI
+PNG_SIZES = {  # pixels: the figure sizes in report/plots.py at its DPI
     "score_distribution.png": (1200, 600),
     "question_means.png": (1200, 600),
     "part_credit.png": (1200, 825),
@@ -111,7 +111,7 @@ def graded(module_course) -> Graded:
     )
     write_canonical(folder / HOSTILE_FILE, everything[Q9])
     rows = grade(course, jobs=2, progress=io.StringIO())
-    page = report.write_report(course)  # as `autograd-course report` does: statuses from grades.csv
+    page = report.write_report(course)  # no rows: the class read back from submitted/ and the gradebook, as grades.csv is
     return Graded(course, rows, page)
 
 

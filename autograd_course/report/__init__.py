@@ -32,8 +32,8 @@ from .plots import write_plots
 from .tables import write_tables
 
 __all__ = [
-    "ClassData", "Item", "Part", "failure_message", "load_class", "render_page", "report_after_grading", "write",
-    "write_report",
+    "ClassData", "Item", "Part", "failure_message", "load_class", "most_often_failed", "render_page",
+    "report_after_grading", "write", "write_plots", "write_report", "write_tables",
 ]
 
 REPORT_DIR = "reports"
