@@ -14,7 +14,7 @@ index.html is opened in headless Chromium (Debian's, through Playwright) and a s
 test fails, it is not skipped.
 
 The tests named ``test_tiny_*`` need no grading: they build a `report.ClassData` of three students by hand and test
-the pieces (the data, the CSV rows, the plots, the page) in milliseconds; ``pytest tests/test_report.py -k tiny``.
+the pieces (the data, the CSV rows, the plots, the page) in milliseconds: they are the unit layer (``-m 'not slow'``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from autograd_course.results import NotebookResult, StudentResult
 from autograd_course.release import write_canonical
 from course_helpers import submit
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts" / "report"
@@ -129,6 +128,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 # ------------------------------------------------------------------------------------------ the class
+@pytest.mark.slow
 def test_the_class_was_graded_as_planned(graded):
     """The fixture itself: if this fails, the report tests below are testing the wrong class."""
     by_student = {row.student_id: row for row in graded.rows}
@@ -141,6 +141,7 @@ def test_the_class_was_graded_as_planned(graded):
     assert all(by_student[student].status == "ok" for student in ("alice", "bob", "carol"))
 
 
+@pytest.mark.slow
 def test_write_report_returns_index_html_beside_csvs_and_plots(graded):
     assert graded.page == graded.course.root / "reports" / "index.html"
     names = {path.name for path in graded.folder.iterdir()}
@@ -149,6 +150,7 @@ def test_write_report_returns_index_html_beside_csvs_and_plots(graded):
 
 
 # ------------------------------------------------------------------------------------------ scores.csv
+@pytest.mark.slow
 def test_scores_csv_has_every_student_and_part(graded):
     course = graded.course
     lines = _read_csv(graded.folder / "scores.csv")
@@ -179,6 +181,7 @@ def _items(graded) -> dict[str, dict[str, str]]:
     return {line["part"]: line for line in _read_csv(graded.folder / "item_analysis.csv")}
 
 
+@pytest.mark.slow
 def test_item_analysis_shares_and_means(graded):
     items = _items(graded)
     assert list(items) == [part for parts in _all_parts(graded.course).values() for part in parts]
@@ -202,6 +205,7 @@ def test_item_analysis_shares_and_means(graded):
     assert (items["q8_detach_error"]["no_credit_share"], items["q8_detach_error"]["mean_points"]) == ("0.2", "2.4")
 
 
+@pytest.mark.slow
 def test_item_analysis_most_common_failure_messages(graded):
     items = _items(graded)
     # q6_gradient: bob's blank and dave's missing notebook say x is not defined (2); carol's says requires_grad (1)
@@ -222,6 +226,7 @@ def test_item_analysis_most_common_failure_messages(graded):
     assert items["q8_detach_error"]["most_common_failure_count"] == "1"
 
 
+@pytest.mark.slow
 def test_failure_messages_are_counted_per_message(graded):
     data = report.load_class(graded.course)
     q6_gradient = data.failures["q6_gradient"]
@@ -231,6 +236,7 @@ def test_failure_messages_are_counted_per_message(graded):
     assert len(eve) == 1 and data.failures["q6b_no_grad_error"][eve[0]] == 1
 
 
+@pytest.mark.slow
 def test_partial_credit_is_its_own_share(graded):
     """nbgrader's autograded test cells are all or nothing; a manual grade can give part of the points."""
     data = report.load_class(graded.course)
@@ -242,6 +248,7 @@ def test_partial_credit_is_its_own_share(graded):
 
 
 # ---------------------------------------------------------------------------------------------- plots
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PNG_SIZES))
 def test_plots_are_png_images_of_the_expected_size(graded, name):
     from PIL import Image
@@ -258,6 +265,7 @@ def test_plots_are_png_images_of_the_expected_size(graded, name):
 
 
 # -------------------------------------------------------------------------------------------- the page
+@pytest.mark.slow
 def test_index_html_escapes_student_text_and_lists_students_not_ok(graded):
     text = graded.page.read_text(encoding="utf-8")
     assert "<img src=x" not in text and "<script" not in text
@@ -275,6 +283,7 @@ def test_index_html_escapes_student_text_and_lists_students_not_ok(graded):
     assert "x.requires_grad is False: did you create x with requires_grad=True?" in text
 
 
+@pytest.mark.slow
 def test_hostile_failure_message_is_escaped_on_the_page(graded):
     """eve's made-up error never is the most common message here; make it so, and render the page."""
     data = report.load_class(graded.course)
@@ -284,6 +293,8 @@ def test_hostile_failure_message_is_escaped_on_the_page(graded):
     assert _escaped(HOSTILE_ERROR) in text
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_page_in_headless_chromium(graded):
     try:
         from playwright.sync_api import Error as PlaywrightError
@@ -342,6 +353,7 @@ def test_page_in_headless_chromium(graded):
 
 
 # ------------------------------------------------------------------------------------ summary and CLI
+@pytest.mark.slow
 def test_report_after_grading_summarises_and_writes_the_report(graded):
     lines = report.report_after_grading(graded.course, graded.rows)
     text = "\n".join(lines)
@@ -359,6 +371,7 @@ def test_report_after_grading_summarises_and_writes_the_report(graded):
     assert graded.page.is_file()
 
 
+@pytest.mark.slow
 def test_report_command(graded, capsys):
     from autograd_course.cli import main
 
@@ -366,6 +379,7 @@ def test_report_command(graded, capsys):
     assert str(graded.page) in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_report_before_grading_says_what_to_do(course):
     with pytest.raises(CourseError, match="run `autograd-course grade` first"):
         report.write_report(course)
