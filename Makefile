@@ -13,13 +13,17 @@ BIN := $(VENV)/bin
 # apt-get needs root; use sudo when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install install-test system-deps system-deps-test
+.PHONY: demo test test-fast install install-test system-deps system-deps-test
 
 demo: install
 	$(BIN)/autograd-course demo
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# The unit layer alone: seconds, no grader run, no browser.
+test-fast: install-test
+	$(BIN)/python -m pytest -m "not slow"
 
 install: system-deps $(BIN)/autograd-course
 

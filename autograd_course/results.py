@@ -4,7 +4,8 @@ records, and grades.csv as ../shared/CONTRACT.md fixes it.
 One row per folder under submitted/: the points of each notebook (nbgrader's late penalty taken off, as the
 gradebook and `nbgrader export` do), the total, the maximum, the status (the outcomes' reasons, in the contract's
 order) and notes (what happened, in words). `autograd-course grade`, `autograd-course report` and a plain
-`nbgrader export` (through export.py) all write it with `write_grades_csv`.
+`nbgrader export` (through export.py) all write it with `write_grades_csv`. A `StudentResult` also keeps the points
+of each graded part (test cell), for the class report's item analysis and scores.csv.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class NotebookResult:
-    score: float
+    score: float  # the gradebook's score, nbgrader's late penalty taken off
     outcomes: list[Outcome] = field(default_factory=list)
+    parts: dict[str, float] = field(default_factory=dict)  # grade id -> points, as graded (before any late penalty)
 
 
 @dataclass
@@ -40,6 +42,11 @@ class StudentResult:
     @property
     def score(self) -> float:
         return sum(result.score for result in self.notebooks.values())
+
+    def earned(self, notebook_id: str, part: str) -> float:
+        """The points of one graded part (0 for a notebook without a graded copy)."""
+        result = self.notebooks.get(notebook_id)
+        return result.parts.get(part, 0.0) if result is not None else 0.0
 
     @property
     def status(self) -> str:
@@ -129,16 +136,18 @@ def _read_student(course: Course, student: str, gradebook, max_score: float) -> 
             earned = float(submitted.score)
             penalty = float(submitted.late_submission_penalty or 0.0)
             result.score = max(0.0, earned - penalty)
+            result.parts = {grade.name: float(grade.score or 0.0) for grade in submitted.grades}
             handed_in = not any(outcome.reason is Reason.MISSING for outcome in result.outcomes)
             if handed_in and submission is not None and submission.total_seconds_late > 0:
                 result.outcomes.append(Outcome(Reason.LATE, late_note(submission, earned, penalty)))
         except (OSError, ValueError, KeyError, MissingEntry) as error:
-            # No graded notebook: what intake found (a missing notebook stays `missing`), and why there is none.
+            # No graded notebook: what intake found, and, unless it was not handed in at all, why there is none.
             result.outcomes = [Outcome.from_metadata(entry) for entry in record.staged.get(notebook_id, [])]
-            why = record.failure or f"no graded notebook ({type(error).__name__})"
-            if record.failure:
-                why += f" (nbgrader's log: {course.run_logs_dir.relative_to(course.root) / student}.log)"
-            result.outcomes.append(Outcome(Reason.ERROR, why))
+            if not any(outcome.reason is Reason.MISSING for outcome in result.outcomes):
+                why = record.failure or f"no graded notebook ({type(error).__name__})"
+                if record.failure:
+                    why += f" (nbgrader's log: {course.run_logs_dir.relative_to(course.root) / student}.log)"
+                result.outcomes.append(Outcome(Reason.ERROR, why))
         notebooks[notebook_id] = result
     return StudentResult(student, notebooks, max_score, list(record.notes))
 

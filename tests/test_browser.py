@@ -27,6 +27,8 @@ import pytest
 
 from jupyter_helpers import Server, isolated_env, running_server, tail
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RELEASE_DIR = REPO_ROOT / "release" / "autograd_basics"
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts" / "browser"

@@ -8,9 +8,11 @@ import pytest
 from autograd_course.catalog import ALTERNATIVES, CATALOG, MISTAKES, pack_into_students, part_points, solved, submission
 from autograd_course.grading import grade
 
-from conftest import submit
+from course_helpers import submit
 from gradebook_helpers import failure_message, feedback_text, part_scores
 
+
+pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def graded(module_course):

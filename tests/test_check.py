@@ -10,6 +10,8 @@ from autograd_course.cli import main
 from autograd_course.release import write_canonical
 
 
+pytestmark = pytest.mark.slow
+
 def edit(path, change):
     nb = nbformat.read(path, 4)
     change(nb)

@@ -24,10 +24,14 @@ import pytest
 from autograd_course.sandbox.bwrap import python_dirs
 from autograd_course.catalog import by_name, solved, submission
 
-from conftest import submit
+from course_helpers import FULL_MARKS, marks, notebook_marks, submit
 from gradebook_helpers import active_content, failure_message, feedback_page, feedback_text, part_scores, shown_text
 
+pytestmark = pytest.mark.slow
+
 CELL_TIMEOUT = 2
+Q6_MARKS, Q7_MARKS, Q8_MARKS, Q9_MARKS = (notebook_marks(notebook_id) for notebook_id in (
+    "q6_basic_gradients", "q7_weights", "q8_breaking_the_graph", "q9_gradient_accumulation"))
 MARKER = "autograd-course-hostile-marker-31337"
 # Student code that counts, in its own process's memory (heap and anonymous mappings, where Python keeps its
 # objects), the matches of a pattern. The pattern is written so that its own source never matches.
@@ -449,8 +453,8 @@ def test_every_student_has_a_row(graded):
 
 def test_honest_students_are_unaffected(graded):
     rows = graded["rows"]
-    assert (rows["honest_full"]["score"], rows["honest_full"]["status"]) == ("40", "ok")
-    assert (rows["honest_mistake"]["score"], rows["honest_mistake"]["status"]) == ("36", "ok")
+    assert (rows["honest_full"]["score"], rows["honest_full"]["status"]) == (marks(), "ok")
+    assert (rows["honest_mistake"]["score"], rows["honest_mistake"]["status"]) == (marks(4), "ok")
     assert (rows["honest_blank"]["score"], rows["honest_blank"]["status"]) == ("0", "ok")
 
 
@@ -469,13 +473,13 @@ def test_sandbox_denies_reads_writes_and_network(graded):
         text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
         assert text.count("denied") == expected_denials, (student, text)
         assert "READ" not in text and "CONNECTED" not in text
-        assert graded["rows"][student]["score"] == "40"
+        assert graded["rows"][student]["score"] == marks()
     assert graded["listener"].connections == 0
 
 
 def test_gradebook_survives_a_student_who_attacks_it(graded):
-    assert graded["rows"]["destroys_gradebook"]["score"] == "40"
-    assert graded["rows"]["honest_full"]["score"] == "40"
+    assert graded["rows"]["destroys_gradebook"]["score"] == marks()
+    assert graded["rows"]["honest_full"]["score"] == marks()
 
 
 def _processes_with(text: bytes) -> list[int]:
@@ -501,61 +505,62 @@ def test_processes_cannot_be_started(graded):
     nb = nbformat.read(course.autograded_dir / "starts_processes" / "autograd_basics" / "q6_basic_gradients.ipynb", 4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert text.count("denied") == 2
-    assert graded["rows"]["starts_processes"]["score"] == "40"
+    assert graded["rows"]["starts_processes"]["score"] == marks()
 
 
 @pytest.mark.parametrize(
     "student, status, score",
     [
-        ("loops_forever", "timeout:q6_basic_gradients", "38"),
-        ("swallows_the_alarm", "timeout:q6_basic_gradients", "38"),
-        ("kills_its_kernel", "crashed:q6_basic_gradients", "38"),
-        ("eats_memory", "resource_limit:q6_basic_gradients", "38"),
-        ("floods_output", "resource_limit:q6_basic_gradients", "40"),
-        ("patches_torch", "tampered:q6_basic_gradients", "36"),
-        ("patches_builtins", "tampered:q6_basic_gradients", "36"),
-        ("traces_asserts_away", "tampered:q6_basic_gradients", "36"),
-        ("deletes_a_test", "tampered:q6_basic_gradients", "40"),
-        ("duplicates_and_moves", "tampered:q6_basic_gradients", "40"),
-        ("retypes_a_test", "tampered:q6_basic_gradients", "40"),
-        ("raises_points", "tampered:q6_basic_gradients", "30"),
-        ("unflags_a_test", "tampered:q6_basic_gradients", "36"),
-        ("drops_cell_ids", "invalid:q6_basic_gradients", "40"),
-        ("invalid_json", "invalid:q6_basic_gradients", "30"),
-        ("not_utf8", "invalid:q6_basic_gradients", "30"),
-        ("missing_notebook", "missing:q9_gradient_accumulation", "30"),
-        ("renamed_notebook", "invalid:q9_gradient_accumulation", "40"),
+        ("loops_forever", "timeout:q6_basic_gradients", marks(2)),
+        ("swallows_the_alarm", "timeout:q6_basic_gradients", marks(2)),
+        ("kills_its_kernel", "crashed:q6_basic_gradients", marks(2)),
+        ("eats_memory", "resource_limit:q6_basic_gradients", marks(2)),
+        ("floods_output", "resource_limit:q6_basic_gradients", marks()),
+        ("patches_torch", "tampered:q6_basic_gradients", marks(4)),
+        ("patches_builtins", "tampered:q6_basic_gradients", marks(4)),
+        ("traces_asserts_away", "tampered:q6_basic_gradients", marks(4)),
+        ("deletes_a_test", "tampered:q6_basic_gradients", marks()),
+        ("duplicates_and_moves", "tampered:q6_basic_gradients", marks()),
+        ("retypes_a_test", "tampered:q6_basic_gradients", marks()),
+        ("raises_points", "tampered:q6_basic_gradients", marks(Q6_MARKS)),
+        ("unflags_a_test", "tampered:q6_basic_gradients", marks(4)),
+        ("drops_cell_ids", "invalid:q6_basic_gradients", marks()),
+        ("invalid_json", "invalid:q6_basic_gradients", marks(Q6_MARKS)),
+        ("not_utf8", "invalid:q6_basic_gradients", marks(Q6_MARKS)),
+        ("missing_notebook", "missing:q9_gradient_accumulation", marks(Q9_MARKS)),
+        ("renamed_notebook", "invalid:q9_gradient_accumulation", marks()),
         ("empty_folder", "missing:q6_basic_gradients;missing:q7_weights;missing:q8_breaking_the_graph;"
-                         "missing:q9_gradient_accumulation", "0"),
-        ("extra_files", "ok", "40"),
-        ("adds_hostile_cells", "ok", "40"),
-        ("prints_hidden_tests", "ok", "40"),
-        ("raises_hidden_tests", "ok", "38"),
-        ("links_to_source", "invalid:q6_basic_gradients", "30"),
-        ("links_a_folder", "missing:q6_basic_gradients", "30"),
-        ("honest_shows_values", "ok", "40"),
-        ("not_utf8_\\udcff", "error:q6_basic_gradients;error:q7_weights;error:q8_breaking_the_graph;"
-                               "error:q9_gradient_accumulation", "0"),
-        ("forges_replies", "tampered:q6_basic_gradients", "38"),
-        ("reads_the_tests", "ok", "40"),
-        ("patches_during_a_check", "tampered:q6_basic_gradients", "38"),
-        ("fakes_a_tensor", "ok", "36"),
-        ("floods_errors", "resource_limit:q6_basic_gradients", "40"),
-        ("adds_slow_cells", "timeout:q6_basic_gradients", "40"),
-        ("leaves_files", "ok", "40"),
-        ("looks_for_files", "ok", "40"),
-        ("leaves_a_secret", "ok", "40"),
-        ("hunts_secrets", "ok", "40"),
-        ("lone_surrogate_and_pipes", "invalid:q6_basic_gradients;invalid:q7_weights", "20"),
-        ("deep_nesting_and_long_int", "invalid:q6_basic_gradients;invalid:q8_breaking_the_graph", "20"),
+                         "missing:q9_gradient_accumulation", marks(FULL_MARKS)),
+        ("extra_files", "ok", marks()),
+        ("adds_hostile_cells", "ok", marks()),
+        ("prints_hidden_tests", "ok", marks()),
+        ("raises_hidden_tests", "ok", marks(2)),
+        ("links_to_source", "invalid:q6_basic_gradients", marks(Q6_MARKS)),
+        ("links_a_folder", "missing:q6_basic_gradients", marks(Q6_MARKS)),
+        ("honest_shows_values", "ok", marks()),
+        # Only Q6 was handed in: the others stay `missing` although nbgrader could not grade the student at all.
+        ("not_utf8_\\udcff", "missing:q7_weights;missing:q8_breaking_the_graph;missing:q9_gradient_accumulation;"
+                               "error:q6_basic_gradients", marks(FULL_MARKS)),
+        ("forges_replies", "tampered:q6_basic_gradients", marks(2)),
+        ("reads_the_tests", "ok", marks()),
+        ("patches_during_a_check", "tampered:q6_basic_gradients", marks(2)),
+        ("fakes_a_tensor", "ok", marks(4)),
+        ("floods_errors", "resource_limit:q6_basic_gradients", marks()),
+        ("adds_slow_cells", "timeout:q6_basic_gradients", marks()),
+        ("leaves_files", "ok", marks()),
+        ("looks_for_files", "ok", marks()),
+        ("leaves_a_secret", "ok", marks()),
+        ("hunts_secrets", "ok", marks()),
+        ("lone_surrogate_and_pipes", "invalid:q6_basic_gradients;invalid:q7_weights", marks(Q6_MARKS + Q7_MARKS)),
+        ("deep_nesting_and_long_int", "invalid:q6_basic_gradients;invalid:q8_breaking_the_graph", marks(Q6_MARKS + Q8_MARKS)),
         ("folder_is_a_pipe", "invalid:q6_basic_gradients;invalid:q7_weights;invalid:q8_breaking_the_graph;"
-                             "invalid:q9_gradient_accumulation", "0"),
-        ("malformed_grade_id", "invalid:q6_basic_gradients;tampered:q6_basic_gradients", "40"),
+                             "invalid:q9_gradient_accumulation", marks(FULL_MARKS)),
+        ("malformed_grade_id", "invalid:q6_basic_gradients;tampered:q6_basic_gradients", marks()),
     ],
 )
 def test_each_case_scores_its_intact_parts_and_names_what_happened(graded, student, status, score):
     row = graded["rows"][student]
-    assert (row["status"], row["score"], row["max_score"]) == (status, score, "40"), row["notes"]
+    assert (row["status"], row["score"], row["max_score"]) == (status, score, marks()), row["notes"]
 
 
 def test_files_that_used_to_stop_the_run_are_named_in_the_notes(graded):

@@ -24,7 +24,7 @@ import pytest
 from autograd_course import grading, intake, outcomes
 from autograd_course.catalog import solved
 
-from conftest import submit
+from course_helpers import submit
 
 Q6, Q7, Q8, Q9 = "q6_basic_gradients", "q7_weights", "q8_breaking_the_graph", "q9_gradient_accumulation"
 STUDENT = "student"

@@ -14,6 +14,8 @@ from nbgrader.utils import determine_grade
 from autograd_course.judge.client import JudgeService
 from autograd_course.sandbox.bwrap import python_dirs
 
+pytestmark = pytest.mark.slow
+
 SETUP = "import torch"
 # What a fresh sandbox's /tmp holds: nothing, unless the Python installation itself lives under /tmp (a clone
 # there, say), whose read-only mount then shows.

@@ -12,10 +12,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import copy_course
+from course_helpers import NOTEBOOKS, copy_course
+
+pytestmark = pytest.mark.slow
 
 COMMAND = str(Path(sys.executable).parent / "autograd-course")
-NOTEBOOKS = ["q6_basic_gradients", "q7_weights", "q8_breaking_the_graph", "q9_gradient_accumulation"]
 
 
 def release(root: Path) -> subprocess.CompletedProcess:

@@ -48,6 +48,8 @@ import pytest
 from autograd_course.catalog import solved, submission
 from autograd_course.course import Course
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 COURSE = Course.at(REPO)
 NOTEBOOK_IDS = sorted(path.stem for path in COURSE.release_dir.glob("*.ipynb"))

@@ -31,6 +31,8 @@ import pytest
 from autograd_course.catalog import solved
 from jupyter_helpers import Server, isolated_env, running_server, tail
 
+pytestmark = pytest.mark.slow
+
 ASSIGNMENT = "autograd_basics"
 NOTEBOOK_ID = "q6_basic_gradients"
 NOTEBOOK = f"{NOTEBOOK_ID}.ipynb"
