@@ -39,17 +39,25 @@ import pickle
 import platform
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from datetime import datetime
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .course import CONFIG_FILE, Course, CourseError
+
+if TYPE_CHECKING:
+    from distributed import Client, Worker
+    from nbgrader.api import Gradebook
+
+    from .grading import Progress, StudentRun
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +65,14 @@ SCHEDULER_TIMEOUT = 10.0  # seconds to reach the scheduler before giving up
 WORKER_TIMEOUT = 60.0  # seconds to wait for a first worker to join the scheduler
 KIT_FILES = (CONFIG_FILE, "nbgrader_config.py")
 IGNORED = (".ipynb_checkpoints", "*.pyc", "__pycache__")
+DEATH_TOPIC = "autograd-course-grading-process-died"  # scheduler events: the task whose grading process died
 
 
-def pack(value) -> bytes:
+def pack(value: object) -> bytes:
     return zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
 
-def unpack(blob: bytes):
+def unpack(blob: bytes) -> Any:
     return pickle.loads(zlib.decompress(blob))
 
 
@@ -98,7 +107,7 @@ class Kit:
     duedate: object  # the assignment's due date in the course's gradebook (naive UTC datetime), or None
 
 
-def build_kit(course: Course, overrides: dict[str, object], duedate) -> bytes:
+def build_kit(course: Course, overrides: dict[str, object], duedate: datetime | None) -> bytes:
     files: dict[str, tuple[int, bytes]] = {}
     for name in KIT_FILES:
         path = course.root / name
@@ -124,7 +133,7 @@ def load_kit(blob: bytes) -> Kit:
 
 # ------------------------------------------------------------------------------------ the coordinator
 @contextmanager
-def connect(address: str):
+def connect(address: str) -> Iterator[Client]:
     """A Dask client on the scheduler at ``address``; CourseError when it cannot be reached quickly."""
     try:
         from distributed import Client
@@ -144,7 +153,7 @@ def connect(address: str):
         client.close()
 
 
-def check_workers(client, sandbox: bool) -> None:
+def check_workers(client: Client, sandbox: bool) -> None:
     """Every worker present runs the coordinator's grader and (unless --no-sandbox) can make a sandbox."""
     try:
         client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
@@ -204,15 +213,18 @@ class CoordinatorTime:
 last_run_time: CoordinatorTime | None = None
 
 
-def grade_on_cluster(course: Course, client, students: list[str], overrides: dict, staging: Path, bar) -> list:
+def grade_on_cluster(
+    course: Course, client: Client, students: list[str], overrides: dict[str, object], staging: Path, bar: Progress
+) -> list[StudentRun]:
     """Grade ``students`` on the cluster; write each one's outputs as their result arrives. Returns StudentRuns."""
     global last_run_time
     from distributed import KilledWorker, as_completed
 
-    from . import gradebook_records
+    from . import gradebook_records, grading
     from .grading import StudentRun, keep_record, stage_submissions
     from .results import open_gradebook
 
+    grading.quiet_nbgrader_warnings()
     timing = last_run_time = CoordinatorTime()
     runs = []
     with open_gradebook(course) as gradebook:
@@ -224,6 +236,11 @@ def grade_on_cluster(course: Course, client, students: list[str], overrides: dic
         in_flight: dict = {}
         results = as_completed(loop=client.loop)
         run_id = os.urandom(4).hex()
+
+        def submit(student: str, blob: bytes, key: str) -> None:
+            future = client.submit(grade_task, kit, blob, key=key, pure=False)
+            in_flight[future] = (student, blob)
+            results.add(future)
 
         def send_next() -> bool:
             student = next(queue, None)
@@ -243,9 +260,7 @@ def grade_on_cluster(course: Course, client, students: list[str], overrides: dic
                 gradebook.db.rollback()
                 records = None
             blob = pack({"student": os.fsencode(student), "files": files, "records": records})
-            future = client.submit(grade_task, kit, blob, key=f"autograd-course-{run_id}-{timing.students}", pure=False)
-            in_flight[future] = student
-            results.add(future)
+            submit(student, blob, f"autograd-course-{run_id}-{timing.students}")
             timing.students += 1
             timing.stage += staged - started
             timing.send += time.perf_counter() - staged
@@ -254,16 +269,26 @@ def grade_on_cluster(course: Course, client, students: list[str], overrides: dic
 
         # Enough tasks in flight to keep every worker thread busy while the next ones are prepared, and no more:
         # the scheduler does not hold the whole class's submissions at once.
-        window = lambda: max(4, 2 * sum(client.nthreads().values()))  # noqa: E731
+        def window() -> int:
+            return max(4, 2 * sum(client.nthreads().values()))
+
         limit = window()
         while len(in_flight) < limit and send_next():
             pass
         done = 0
+        retried: set[str] = set()
         for future in results:
-            student = in_flight.pop(future)
+            student, blob = in_flight.pop(future)
             try:
-                blob = future.result()
+                reply = future.result()
             except KilledWorker as error:
+                if _innocent(client, future.key) and student not in retried:
+                    # Dask blames every task a dead worker held; this one was waiting there while another student's
+                    # grading died (or machines died under it): it is tried once more, under a key of its own.
+                    retried.add(student)
+                    future.release()
+                    submit(student, blob, f"{future.key}-again")
+                    continue
                 last = getattr(error.last_worker, "address", error.last_worker)
                 run = StudentRun(student, problem=(
                     f"{error.allowed_failures + 1} workers died while grading this student (the last: {last}), so "
@@ -274,7 +299,12 @@ def grade_on_cluster(course: Course, client, students: list[str], overrides: dic
                 run = StudentRun(student, problem=f"the grading worker failed: {type(error).__name__}: {error}")
                 _remove_outputs(course, student)
             else:
-                run = _take_result(course, gradebook, student, blob, timing)
+                try:
+                    run = _take_result(course, gradebook, student, reply, timing)
+                except Exception as error:  # noqa: BLE001 - a result that cannot be used costs its student only
+                    gradebook.db.rollback()
+                    run = StudentRun(student, problem=f"the worker's result could not be used: {type(error).__name__}: {error}")
+                    _remove_outputs(course, student)
             future.release()
             keep_record(course, run, staging)
             shutil.rmtree(staging / student, ignore_errors=True)
@@ -292,14 +322,25 @@ def grade_on_cluster(course: Course, client, students: list[str], overrides: dic
     return runs
 
 
-def _take_result(course: Course, gradebook, student: str, blob: bytes, timing: CoordinatorTime):
+def _innocent(client: Client, key: str) -> bool:
+    """Whether no grading process was seen dying while it graded the task ``key`` (workers say so before they go,
+    see _GradingHost.grade)."""
+    try:
+        events = client.get_events(DEATH_TOPIC)
+    except Exception:  # noqa: BLE001 - not known: counted as not innocent, the student gets `error`
+        return False
+    return not any(isinstance(message, dict) and message.get("key") == key for _, message in events)
+
+
+def _take_result(course: Course, gradebook: Gradebook, student: str, blob: bytes, timing: CoordinatorTime) -> StudentRun:
     from . import gradebook_records
     from .grading import StudentRun
 
     started = time.perf_counter()
     result = unpack(blob)
     received = time.perf_counter()
-    run = StudentRun(student, **result["run"])
+    # The student is the one this coordinator sent: nothing in the result names another.
+    run = StudentRun(student, **{key: str(result["run"][key]) for key in ("problem", "note", "log")})
     _write_outputs(course, student, result)
     written = time.perf_counter()
     if result["records"] is not None:
@@ -331,7 +372,7 @@ def _write_outputs(course: Course, student: str, result: dict) -> None:
                 raise CourseError(f"a worker returned a file outside the student's folder: {name!r}")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-            os.chmod(path, mode)
+            os.chmod(path, mode & 0o755)
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():
@@ -343,15 +384,17 @@ def _write_outputs(course: Course, student: str, result: dict) -> None:
 def _remove_outputs(course: Course, student: str) -> None:
     """A student who could not be graded keeps no earlier results (as nbgrader does when autograde fails)."""
     for top in (course.autograded_dir, course.feedback_dir):
-        shutil.rmtree(top / student / course.assignment_id, ignore_errors=True)
+        target = top / student / course.assignment_id
+        for folder in (target, target.with_name(f".{target.name}.new"), target.with_name(f".{target.name}.old")):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- the Dask worker process
 _lock = threading.Lock()
-_host: "_GradingHost | None" = None
+_host: _GradingHost | None = None
 
 
-def probe_worker(sandbox: bool, dask_worker=None) -> dict:
+def probe_worker(sandbox: bool, dask_worker: Worker | None = None) -> dict[str, Any]:
     """Run on every worker before grading (Client.run passes ``dask_worker``): its grader, and whether it can make
     a sandbox."""
     problem = ""
@@ -363,7 +406,7 @@ def probe_worker(sandbox: bool, dask_worker=None) -> dict:
         try:
             base = _worker_base(dask_worker)
             base.mkdir(parents=True, exist_ok=True)
-            probe = subprocess.run(bwrap_command(["/usr/bin/true"], [base]), capture_output=True, text=True, timeout=30)
+            probe = subprocess.run(bwrap_command(["/usr/bin/true"], [base]), check=False, capture_output=True, text=True, timeout=30)
             if probe.returncode != 0:
                 problem = f"bubblewrap is installed but cannot create a sandbox here: {probe.stderr.strip()}"
         except SandboxUnavailable as error:
@@ -383,7 +426,7 @@ def grade_task(kit: Kit, blob: bytes) -> bytes:
         return _host.grade(blob)
 
 
-def _worker_base(worker=None) -> Path:
+def _worker_base(worker: Worker | None = None) -> Path:
     """Where this worker keeps its private course: in the Dask worker's own folder (Dask removes it, also after a
     crash), else in a temporary folder."""
     try:
@@ -412,14 +455,14 @@ class _GradingProcess:
         ours, theirs = socket.socketpair()
         try:
             self.process = subprocess.Popen(
-                python_command("autograd_course.cluster", [theirs.fileno()]), cwd=cwd, stdin=subprocess.DEVNULL,
+                python_command("autograd_course.cluster", [str(theirs.fileno())]), cwd=cwd, stdin=subprocess.DEVNULL,
                 pass_fds=[theirs.fileno()],
             )
         finally:
             theirs.close()
         self.connection = Connection(ours.detach())
 
-    def call(self, name: str, *args):
+    def call(self, name: str, *args: object) -> Any:
         try:
             self.connection.send_bytes(pickle.dumps((name, args), protocol=pickle.HIGHEST_PROTOCOL))
             ok, value = pickle.loads(self.connection.recv_bytes())
@@ -473,12 +516,24 @@ class _GradingHost:
             # Dask grades its students elsewhere (and gives up on a student after allowed-failures such deaths).
             student = os.fsdecode(unpack(blob)["student"])
             log.error("%s while grading %r: this worker stops so that Dask moves its work elsewhere", error, student)
+            _report_death()
             logging.shutdown()
             os._exit(70)
 
     def close(self) -> None:
         self.process.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _report_death() -> None:
+    """Tell the scheduler which task's grading process died (the coordinator's _innocent reads it): Dask blames
+    every task the dying worker holds, also those only waiting there."""
+    try:
+        from distributed import get_client, get_worker
+
+        get_client(timeout=10).log_event(DEATH_TOPIC, {"key": str(get_worker().get_current_task())})
+    except Exception as error:  # noqa: BLE001 - the worker goes anyway
+        log.error("could not tell the scheduler which task was running: %s", error)
 
 
 def _run_in_grading_process(process: _GradingProcess, blob: bytes) -> bytes:
@@ -506,7 +561,7 @@ def main(args: list[str]) -> None:
         connection.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _setup_grading_process(root: str, overrides: dict, duedate) -> None:
+def _setup_grading_process(root: str, overrides: dict[str, object], duedate: datetime | None) -> None:
     """In a worker's grading process, once: the private gradebook from the kit's source/, the due date, and the
     grading worker of a local run (grading._start_worker) with its judge and sandbox started."""
     from nbgrader.api import Gradebook
@@ -578,4 +633,4 @@ def _files_under(folder: Path) -> dict[str, tuple[int, bytes]]:
     }
 
 
-_CALLS = {"setup": _setup_grading_process, "grade": _grade_in_grading_process}
+_CALLS: dict[str, Callable[..., Any]] = {"setup": _setup_grading_process, "grade": _grade_in_grading_process}

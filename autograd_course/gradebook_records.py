@@ -12,12 +12,17 @@ whether it needs manual grading, the automatic comments, each notebook's late pe
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nbgrader.api import Gradebook, SubmittedAssignment
+
 STUDENT_FIELDS = ("first_name", "last_name", "email", "lms_user_id")
 GRADE_FIELDS = ("auto_score", "manual_score", "extra_credit", "needs_manual_grade")
 COMMENT_FIELDS = ("auto_comment", "manual_comment")
 
 
-def _submission(gradebook, assignment_id: str, student_id: str):
+def _submission(gradebook: Gradebook, assignment_id: str, student_id: str) -> SubmittedAssignment:
     """nbgrader's find_submission, with the student's notebooks, grades, comments and their cells loaded in a
     few queries rather than one per cell (the coordinator does this for every student of the class)."""
     from nbgrader.api import Comment, Grade, SubmittedNotebook
@@ -33,7 +38,7 @@ def _submission(gradebook, assignment_id: str, student_id: str):
     return submission
 
 
-def read(gradebook, assignment_id: str, student_id: str) -> dict | None:
+def read(gradebook: Gradebook, assignment_id: str, student_id: str) -> dict[str, Any] | None:
     """The student's rows for the assignment; None when there is no submission (or the id cannot be stored)."""
     from nbgrader.api import MissingEntry
 
@@ -62,7 +67,7 @@ def read(gradebook, assignment_id: str, student_id: str) -> dict | None:
     return records
 
 
-def restore(gradebook, assignment_id: str, student_id: str, records: dict | None) -> None:
+def restore(gradebook: Gradebook, assignment_id: str, student_id: str, records: dict[str, Any] | None) -> None:
     """Make the student's rows in ``gradebook`` (a worker's private one) what ``records`` says."""
     if records is None:
         return
@@ -85,7 +90,7 @@ def restore(gradebook, assignment_id: str, student_id: str, records: dict | None
     gradebook.db.commit()
 
 
-def forget(gradebook, assignment_id: str, student_id: str) -> None:
+def forget(gradebook: Gradebook, assignment_id: str, student_id: str) -> None:
     """Remove the student from ``gradebook`` (a worker's private one, once their results have been read)."""
     from nbgrader.api import MissingEntry
 
@@ -99,7 +104,7 @@ def forget(gradebook, assignment_id: str, student_id: str) -> None:
         gradebook.db.rollback()
 
 
-def write_autograded(gradebook, assignment_id: str, student_id: str, records: dict) -> None:
+def write_autograded(gradebook: Gradebook, assignment_id: str, student_id: str, records: dict[str, Any]) -> None:
     """Write what autograde decided into ``gradebook`` (the course's), as nbgrader's autograde would have: the
     student and submission created if need be, manual scores and comments left as they are, and a part with a
     manual score marked as needing review again (nbgrader's SaveAutoGrades rule, applied to the manual score the
