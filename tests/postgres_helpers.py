@@ -17,8 +17,10 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 SUPERUSER = "grader"
 SERVICE_USER = "autograd-course-pg"  # made only when there is no `postgres` user, and removed afterwards
@@ -58,7 +60,7 @@ class PostgresServer:
 
 
 @contextmanager
-def _service_user():
+def _service_user() -> Iterator[tuple[int, int]]:
     """(uid, gid) to run the server as: ourselves unless we are root; else `postgres`, else a user made here."""
     if os.geteuid() != 0:
         yield os.getuid(), os.getgid()
@@ -77,11 +79,11 @@ def _service_user():
         entry = pwd.getpwnam(SERVICE_USER)
         yield entry.pw_uid, entry.pw_gid
     finally:
-        subprocess.run(["userdel", SERVICE_USER], capture_output=True)
+        subprocess.run(["userdel", SERVICE_USER], check=False, capture_output=True)
 
 
 @contextmanager
-def postgres_server():
+def postgres_server() -> Iterator[PostgresServer]:
     """Start a server; yield a PostgresServer; stop it and remove everything it wrote."""
     initdb, pg_ctl = postgres_tool("initdb"), postgres_tool("pg_ctl")
     if not initdb or not pg_ctl:
@@ -94,12 +96,12 @@ def postgres_server():
             for path in (data, sockets):
                 path.mkdir(mode=0o700)
                 os.chown(path, uid, gid)
-            as_user = {"user": uid, "group": gid, "extra_groups": []} if os.geteuid() == 0 else {}
+            as_user: dict[str, Any] = {"user": uid, "group": gid, "extra_groups": []} if os.geteuid() == 0 else {}
             environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
             def run(*command: str) -> None:
                 result = subprocess.run(
-                    command, cwd=folder, env=environment, capture_output=True, text=True, timeout=120, **as_user
+                    command, check=False, cwd=folder, env=environment, capture_output=True, text=True, timeout=120, **as_user
                 )
                 if result.returncode != 0:
                     log = (folder / "server.log").read_text(errors="replace") if (folder / "server.log").exists() else ""
