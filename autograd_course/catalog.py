@@ -19,7 +19,6 @@ import nbformat
 from .course import Course
 
 
-
 def _grade_id(cell) -> str | None:
     meta = cell.metadata.get("nbgrader")
     return meta.get("grade_id") if isinstance(meta, dict) else None

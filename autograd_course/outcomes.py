@@ -42,7 +42,7 @@ class Outcome:
         return record
 
     @classmethod
-    def from_metadata(cls, record: dict) -> "Outcome":
+    def from_metadata(cls, record: dict) -> Outcome:
         return cls(Reason(record["kind"]), str(record.get("detail", "")), record.get("where"))
 
     def describe(self) -> str:

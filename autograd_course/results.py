@@ -89,7 +89,7 @@ class RunRecord:
         self.path(course, student).write_text(json.dumps(record, indent=1), encoding="utf-8", errors="backslashreplace")
 
     @classmethod
-    def load(cls, course: Course, student: str) -> "RunRecord":
+    def load(cls, course: Course, student: str) -> RunRecord:
         try:
             data = json.loads(cls.path(course, student).read_text(encoding="utf-8"))
             return cls(str(data.get("failure", "")), list(data.get("notes", [])), dict(data.get("staged", {})))

@@ -11,7 +11,6 @@ from autograd_course.grading import grade
 from course_helpers import submit
 from gradebook_helpers import failure_message, feedback_text, part_scores
 
-
 pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")

@@ -323,7 +323,7 @@ def term(hub):
 
 
 def expected_points(role: str, course) -> dict[str, float]:
-    points = {notebook_id: 10.0 for notebook_id in NOTEBOOKS}
+    points = dict.fromkeys(NOTEBOOKS, 10.0)
     if role == "wrong":
         for mistake in MISTAKES:
             points[mistake.notebook] = sum(mistake.expected_points(course).values())

@@ -356,7 +356,7 @@ def _traceback(frames: list) -> types.TracebackType | None:
 
 # The source line of each frame rebuilt from a student's traceback, as the kernel reported it. The judge never
 # reads a file a student names: a traceback is shown from these.
-STUDENT_LINES: "weakref.WeakKeyDictionary[types.CodeType, str]" = weakref.WeakKeyDictionary()
+STUDENT_LINES: weakref.WeakKeyDictionary[types.CodeType, str] = weakref.WeakKeyDictionary()
 
 
 def _frame_at(filename: str, function: str, line: int) -> tuple[types.FrameType, int]:

@@ -70,7 +70,7 @@ class Plan:
     max_frame: int = 64 * 2**20
 
     @classmethod
-    def from_message(cls, message: dict) -> "Plan":
+    def from_message(cls, message: dict) -> Plan:
         cells = [Cell(**cell) for cell in message.pop("cells")]
         return cls(cells=cells, **message)
 

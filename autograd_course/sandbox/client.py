@@ -98,7 +98,7 @@ class Sandbox:
             self.stop()
             raise SandboxUnavailable(f"the sandbox ran the grader from {ready.get('package')}, not {expected}")
 
-    def spawn(self, limits: dict, max_frame: int) -> "Kernel":
+    def spawn(self, limits: dict, max_frame: int) -> Kernel:
         """A fresh kernel for one notebook."""
         if not self.running:
             self.start()

@@ -28,12 +28,11 @@ import os
 import signal
 import sys
 import traceback
-import types
 import warnings
 
+from ..wire import Channel, WireError, channel_from_fd
 from . import lockdown, snapshot
 from .pristine import Pristine
-from ..wire import Channel, WireError, channel_from_fd
 
 MAX_NAMES = 10_000
 MAX_REPR = 10_000
