@@ -434,10 +434,7 @@ def read_notebook(path: Path, student_dir: Path | None = None) -> tuple[nbformat
         if not parts or ".." in parts:
             raise Unreadable(f"{shown(path.name)} lies outside the student's folder")
     label = shown("/".join(parts[1:] if len(parts) > 1 else parts))
-    if student_dir is None:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    else:
-        fd = open_folder(folder)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if student_dir is None else open_folder(folder)
     try:
         for part in parts[:-1]:
             inner = open_folder(part, fd)
@@ -551,7 +548,7 @@ def _find_renamed(
                 budget.bytes -= len(data)
                 nb, repairs = parse_notebook(data, label)
                 ids = _answer_ids(nb)
-            except Exception:  # noqa: BLE001 - a candidate that cannot be read is not the notebook
+            except Exception:  # noqa: BLE001, S112 - a candidate that cannot be read is not the notebook
                 continue
             for notebook_id, answer_ids in list(looking.items()):
                 if answer_ids <= ids:
@@ -713,7 +710,7 @@ def stage_as_error(course: Course, student_dir: Path, staging_root: Path, detail
             copy_collected_files(folder_fd, out_dir)
         finally:
             os.close(folder_fd)
-    except Exception:  # noqa: BLE001 - the folder is what could not be staged; these files are a courtesy
+    except Exception:  # noqa: BLE001, S110 - the folder is what could not be staged; these files are a courtesy
         pass
     for notebook_id in course.notebook_ids:
         stage_release(out_dir / f"{notebook_id}.ipynb", course.release_dir / f"{notebook_id}.ipynb", Reason.ERROR, detail)

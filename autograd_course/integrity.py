@@ -85,7 +85,7 @@ def restore_structure(nb, reference) -> None:
 
     present_in_release_order = [name for name in expected if name in kept]
     if order != present_in_release_order:
-        moved = [name for name, should in zip(order, present_in_release_order) if name != should]
+        moved = [name for name, should in zip(order, present_in_release_order, strict=False) if name != should]
         outcomes.record(nb, tampered("cells were moved back into place: " + ", ".join(moved)))
 
     cells = list(added_after[None])

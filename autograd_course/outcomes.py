@@ -15,7 +15,7 @@ from nbformat import NotebookNode
 METADATA_KEY = "autograd_course"
 
 
-class Reason(str, Enum):
+class Reason(str, Enum):  # noqa: UP042 - StrEnum would change str(reason), which messages may show
     MISSING = "missing"
     INVALID = "invalid"
     TIMEOUT = "timeout"

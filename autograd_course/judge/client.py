@@ -32,7 +32,7 @@ class JudgeService:
         self.protected = [str(Path(path).resolve()) for path in protected]
         self.process: subprocess.Popen | None = None
         self.channel = None
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - the judge's stderr, open as long as this object
 
     def start(self) -> None:
         self.stop()

@@ -65,7 +65,7 @@ def main(args: list[str]) -> None:
 def judge_notebook(plan_message: dict, sandbox: Sandbox) -> dict:
     """Judge one notebook in a fresh fork. A sandbox that broke or could not be emptied is replaced; if it broke
     before the notebook was judged, the notebook is judged again in the new one, once."""
-    for attempt in range(2):
+    for _attempt in range(2):
         if not sandbox.running:
             try:
                 sandbox.start()

@@ -212,7 +212,7 @@ def read_failures(course: Course, parts: list[Part], students: list[StudentResul
             path = course.autograded_dir / student.student_id / course.assignment_id / f"{notebook}.ipynb"
             try:
                 nb = nbformat.read(path, 4)
-            except Exception:  # noqa: BLE001 - no graded notebook: its status says why
+            except Exception:  # noqa: BLE001, S112 - no graded notebook: its status says why
                 continue
             for cell in nb.cells:
                 if cell.cell_type != "code" or not utils.is_grade(cell) or utils.is_solution(cell):

@@ -94,4 +94,4 @@ def bwrap_command(argv: list[str], protected: list[Path] = ()) -> list[str]:
     }
     for key, value in environment.items():
         command += ["--setenv", key, value]
-    return command + ["--", *argv]
+    return [*command, "--", *argv]

@@ -47,7 +47,7 @@ class Sandbox:
         self.protected = [Path(path) for path in protected]
         self.process: subprocess.Popen | None = None
         self.control: socket.socket | None = None
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - the sandbox's stderr, open as long as this object
         self.scratch: tempfile.TemporaryDirectory | None = None
         self.owner = os.getpid()
 
@@ -69,7 +69,7 @@ class Sandbox:
         self.stop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         if self.sandboxed:
-            keep = [path for path in python_dirs() if path.startswith("/tmp/") or path.startswith("/dev/shm/")]
+            keep = [path for path in python_dirs() if path.startswith(("/tmp/", "/dev/shm/"))]
             args = [theirs.fileno(), "sandboxed", "/tmp", "/dev/shm", "--keep", *keep]
             command = bwrap_command(python_command("autograd_course.sandbox.zygote", args, PACKAGE_MOUNT), self.protected)
             env = None
