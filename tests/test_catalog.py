@@ -30,7 +30,7 @@ def graded(module_course):
 
 
 def test_solutions_score_full_marks(graded):
-    course, rows, _ = graded
+    _, rows, _ = graded
     assert rows["solution"].score == 40
     assert rows["solution"].max_score == 40
     assert rows["solution"].status == "ok"

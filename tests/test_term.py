@@ -67,7 +67,7 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Comple
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
-        raise AssertionError(f"{' '.join(command)} did not finish in {COMMAND_TIMEOUT} s:\n{stdout}\n{stderr}")
+        raise AssertionError(f"{' '.join(command)} did not finish in {COMMAND_TIMEOUT} s:\n{stdout}\n{stderr}") from None
     result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}:\n{stdout}\n{stderr}"
     assert "| ERROR]" not in stderr and "| CRITICAL]" not in stderr, stderr
