@@ -233,9 +233,11 @@ class _BadJSON(ValueError):
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
     result = dict(pairs)
     if len(result) != len(pairs):
-        seen = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise _BadJSON(f"the key {json.dumps(duplicate)[:60]} appears twice in one object")
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _BadJSON(f"the key {json.dumps(key)[:60]} appears twice in one object")
+            seen.add(key)
     return result
 
 
@@ -610,14 +612,15 @@ def _take_all(folder_fd: int, out_dir: Path, releases: dict[str, Path]) -> dict[
                 label, nb, repairs = renamed[notebook_id]
                 detail = f"graded from {label}, which should be {notebook_id}.ipynb"
                 if taken[notebook_id].kind is Reason.INVALID:  # something that is not a file has the right name
-                    detail += f" ({taken[notebook_id].detail.removesuffix('; ' + _BLANK)})"
+                    detail += f" ({(taken[notebook_id].detail or '').removesuffix('; ' + _BLANK)})"
                 taken[notebook_id] = _Taken(nb, Reason.INVALID, "; ".join([detail, *repairs]))
             elif cut_short:
                 result, suffix = taken[notebook_id], f"; {_BLANK}"
+                before = result.detail or ""
                 result.detail = (
-                    result.detail.removesuffix(suffix)
+                    before.removesuffix(suffix)
                     + " (the search for it under another name stopped at its limits: too many files or folders)"
-                    + (suffix if result.detail.endswith(suffix) else "")
+                    + (suffix if before.endswith(suffix) else "")
                 )
     return taken
 
@@ -635,7 +638,7 @@ def _stage(path: Path, release_path: Path, taken: _Taken) -> None:
             nb = taken.nb
             outcomes.forget(nb)
             if kind:
-                outcomes.record(nb, Outcome(kind, _clean(detail)))
+                outcomes.record(nb, Outcome(kind, _clean(detail or "")))
             write_canonical(path, nb)
             return
         except Exception as error:  # noqa: BLE001 - the notebook is then graded as if left blank
@@ -690,6 +693,8 @@ def stage_student(course: Course, student_dir: Path, staging_root: Path) -> None
             os.close(folder_fd)
     for notebook_id, release_path in releases.items():
         result = taken.get(notebook_id) or everything
+        if result is None:  # _take_all takes every notebook, or raises and sets everything
+            raise RuntimeError(f"{notebook_id}.ipynb was neither taken nor refused")
         if result.kind is Reason.MISSING and result.detail is None:
             result = _Taken(kind=Reason.MISSING, detail=f"no {notebook_id}.ipynb in the submission")
         _stage(out_dir / f"{notebook_id}.ipynb", release_path, result)
