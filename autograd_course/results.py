@@ -189,12 +189,15 @@ def spreadsheet_safe(text: str) -> str:
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     """A CSV file written whole or not at all; every text cell made spreadsheet-safe."""
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([spreadsheet_safe(cell) if isinstance(cell, str) else cell for cell in row])
-    temporary.replace(path)
+    try:
+        with open(temporary, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow([spreadsheet_safe(cell) if isinstance(cell, str) else cell for cell in row])
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 
