@@ -1,6 +1,6 @@
 # Two entry points do all the set-up on a fresh machine:
 #   make demo   installs the course and grades the bundled demo class
-#   make test   installs the course with its test tools and runs the test suite
+#   make test   installs the course with its test tools, lints it (make lint) and runs the test suite
 PYTHON ?= python3
 VENV ?= .venv
 # PyTorch's own index of CPU wheels. The default index (PyPI) serves a CUDA build of several GB on Linux. When
@@ -13,13 +13,18 @@ BIN := $(VENV)/bin
 # apt-get needs root; use sudo when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast install install-test system-deps system-deps-test
+.PHONY: demo test test-fast lint install install-test system-deps system-deps-test
 
 demo: install
 	$(BIN)/autograd-course demo
 
-test: install-test
+test: install-test lint
 	$(BIN)/python -m pytest
+
+# ruff and mypy, configured in pyproject.toml ([tool.ruff], [tool.mypy]); `make test` runs this first.
+lint: install-test
+	$(BIN)/ruff check autograd_course tests benchmarks grader_config.py nbgrader_config.py
+	$(BIN)/mypy
 
 # The unit layer alone: seconds, no grader run, no browser.
 test-fast: install-test

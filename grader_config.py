@@ -54,14 +54,17 @@ c.SandboxedExecute.output_limit = 100_000
 # student authored (added markdown and raw cells, answers, outputs) is shown as escaped text, which no browser
 # runs and no markdown parser slows down on (autograd_course/feedback.py). Plain `nbgrader generate_feedback`
 # in the course root renders the same way.
-c.GenerateFeedback.preprocessors = _after(
-    _names(GenerateFeedback.preprocessors),
-    "nbgrader.preprocessors.getgrades.GetGrades",
-    "autograd_course.feedback.RemoveHiddenTestLines",
-    "autograd_course.feedback.StudentContentAsText",
-    "nbgrader.preprocessors.clearhiddentests.ClearHiddenTests",
-    "autograd_course.feedback.ExplainFailures",
-) + ["autograd_course.feedback.PageStyle"]
+c.GenerateFeedback.preprocessors = [
+    *_after(
+        _names(GenerateFeedback.preprocessors),
+        "nbgrader.preprocessors.getgrades.GetGrades",
+        "autograd_course.feedback.RemoveHiddenTestLines",
+        "autograd_course.feedback.StudentContentAsText",
+        "nbgrader.preprocessors.clearhiddentests.ClearHiddenTests",
+        "autograd_course.feedback.ExplainFailures",
+    ),
+    "autograd_course.feedback.PageStyle",
+]
 # Hidden-test lines shorter than this are too common to remove from other text (whitespace runs count as one).
 c.RemoveHiddenTestLines.min_length = 16
 # nbconvert's HTML exporter (feedback pages, and formgrader's view of a submission) drops scripts and unsafe HTML

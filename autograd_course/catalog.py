@@ -19,7 +19,6 @@ import nbformat
 from .course import Course
 
 
-
 def _grade_id(cell) -> str | None:
     meta = cell.metadata.get("nbgrader")
     return meta.get("grade_id") if isinstance(meta, dict) else None
@@ -33,9 +32,9 @@ def solution_answers(course: Course, notebook_id: str) -> dict[str, str]:
         rf"^[^\n]*(?:{re.escape(marks.begin_solution)}|{re.escape(marks.end_solution)})[^\n]*\n?", re.MULTILINE
     )
     return {
-        _grade_id(cell): delimiter_line.sub("", cell.source)
+        grade_id: delimiter_line.sub("", cell.source)
         for cell in source.cells
-        if cell.metadata.get("nbgrader", {}).get("solution")
+        if cell.metadata.get("nbgrader", {}).get("solution") and (grade_id := _grade_id(cell)) is not None
     }
 
 
@@ -43,9 +42,9 @@ def part_points(course: Course, notebook_id: str) -> dict[str, float]:
     """Points of every graded part (test cell) of a notebook, in notebook order."""
     release = nbformat.read(course.release_dir / f"{notebook_id}.ipynb", 4)
     return {
-        _grade_id(cell): float(cell.metadata["nbgrader"]["points"])
+        grade_id: float(cell.metadata["nbgrader"]["points"])
         for cell in release.cells
-        if cell.metadata.get("nbgrader", {}).get("grade")
+        if cell.metadata.get("nbgrader", {}).get("grade") and (grade_id := _grade_id(cell)) is not None
     }
 
 
@@ -53,8 +52,9 @@ def submission(course: Course, notebook_id: str, answers: dict[str, str] | None 
     """A release notebook with the given answer cells filled in (None: left as released)."""
     nb = copy.deepcopy(nbformat.read(course.release_dir / f"{notebook_id}.ipynb", 4))
     for cell in nb.cells:
-        if answers and _grade_id(cell) in answers:
-            cell.source = answers[_grade_id(cell)]
+        grade_id = _grade_id(cell)
+        if answers and grade_id is not None and grade_id in answers:
+            cell.source = answers[grade_id]
     return nb
 
 

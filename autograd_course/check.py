@@ -18,6 +18,7 @@ from nbgrader.nbgraderformat import MetadataValidator, ValidationError
 
 from .course import Course, CourseError
 
+
 def forbidden_in_release(course: Course) -> dict[str, str]:
     """The delimiters (as nbgrader is configured) that must never reach a release notebook."""
     marks = course.delimiters

@@ -48,7 +48,7 @@ class Course:
     root: Path
 
     @classmethod
-    def at(cls, root: str | os.PathLike = ".") -> "Course":
+    def at(cls, root: str | os.PathLike = ".") -> Course:
         root = Path(root).resolve()
         if not (root / CONFIG_FILE).is_file():
             raise CourseError(f"{root} is not a course root: it has no {CONFIG_FILE}")
@@ -125,7 +125,7 @@ class Course:
         return self.root / "logs" / self.assignment_id
 
     @cached_property
-    def delimiters(self) -> "Delimiters":
+    def delimiters(self) -> Delimiters:
         """The solution and hidden-test delimiters, as nbgrader's ClearSolutions and ClearHiddenTests are set."""
         from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
 

@@ -65,8 +65,8 @@ def build_class(course: Course) -> None:
 
 def run_demo(jobs: int | None = None, keep: str | None = None, sandbox: bool = True, root: str | None = None) -> int:
     from .grading import grade
-    from .results import format_table
     from .report import report_after_grading
+    from .results import format_table
 
     source = find_course_root(root)
     target = Path(keep).resolve() if keep else Path(tempfile.mkdtemp(prefix="autograd-course-demo-"))

@@ -24,9 +24,9 @@ from traitlets import Bool, Float, Integer
 from traitlets.utils.importstring import import_item
 
 from . import outcomes
-from .outcomes import Outcome, Reason
 from .integrity import release_notebook_path
 from .judge.client import JudgeFailed, JudgeService, judge_for_this_process
+from .outcomes import Outcome, Reason
 from .sandbox.bwrap import SandboxUnavailable
 
 NOT_RUN = {

@@ -174,7 +174,7 @@ class RemoveHiddenTestLines(NbGraderPreprocessor):
                 if key not in public_text
             }
         )
-        for cell, whose in zip(nb.cells, roles):
+        for cell, whose in zip(nb.cells, roles, strict=True):
             if whose in ("answer", "student") and isinstance(cell.get("source"), str):
                 cell.source = self.scrub(cell.source)
             for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
@@ -483,7 +483,7 @@ def prepare_worker(api, assignment_id: str) -> None:
         resources = {"nbgrader": {"notebook": release[0].stem, "assignment": assignment_id, "student": "",
                                   "db_url": coursedir.db_url, "score": 0, "max_score": 0, "late_penalty": 0}}
         exporter.from_notebook_node(nbformat.read(release[0], 4), resources)
-    except Exception:  # noqa: BLE001 - only a head start: each child reads and renders on its own anyway
+    except Exception:  # noqa: BLE001, S110 - only a head start: each child reads and renders on its own anyway
         pass
 
 

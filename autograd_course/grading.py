@@ -252,6 +252,8 @@ def _grade_student(student: str) -> StudentRun:
     """Autograde one student and write their feedback."""
     from .feedback import student_feedback
 
+    if _worker_api is None or _worker_assignment is None or _worker_feedback_timeout is None:
+        raise RuntimeError("not a grading worker: _start_worker has not run in this process")
     problems = []
     result = _worker_api.autograde(_worker_assignment, student, force=True, create=True)
     if not result["success"]:

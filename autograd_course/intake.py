@@ -233,9 +233,11 @@ class _BadJSON(ValueError):
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
     result = dict(pairs)
     if len(result) != len(pairs):
-        seen = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise _BadJSON(f"the key {json.dumps(duplicate)[:60]} appears twice in one object")
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _BadJSON(f"the key {json.dumps(key)[:60]} appears twice in one object")
+            seen.add(key)
     return result
 
 
@@ -434,10 +436,7 @@ def read_notebook(path: Path, student_dir: Path | None = None) -> tuple[nbformat
         if not parts or ".." in parts:
             raise Unreadable(f"{shown(path.name)} lies outside the student's folder")
     label = shown("/".join(parts[1:] if len(parts) > 1 else parts))
-    if student_dir is None:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    else:
-        fd = open_folder(folder)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if student_dir is None else open_folder(folder)
     try:
         for part in parts[:-1]:
             inner = open_folder(part, fd)
@@ -551,7 +550,7 @@ def _find_renamed(
                 budget.bytes -= len(data)
                 nb, repairs = parse_notebook(data, label)
                 ids = _answer_ids(nb)
-            except Exception:  # noqa: BLE001 - a candidate that cannot be read is not the notebook
+            except Exception:  # noqa: BLE001, S112 - a candidate that cannot be read is not the notebook
                 continue
             for notebook_id, answer_ids in list(looking.items()):
                 if answer_ids <= ids:
@@ -613,14 +612,15 @@ def _take_all(folder_fd: int, out_dir: Path, releases: dict[str, Path]) -> dict[
                 label, nb, repairs = renamed[notebook_id]
                 detail = f"graded from {label}, which should be {notebook_id}.ipynb"
                 if taken[notebook_id].kind is Reason.INVALID:  # something that is not a file has the right name
-                    detail += f" ({taken[notebook_id].detail.removesuffix('; ' + _BLANK)})"
+                    detail += f" ({(taken[notebook_id].detail or '').removesuffix('; ' + _BLANK)})"
                 taken[notebook_id] = _Taken(nb, Reason.INVALID, "; ".join([detail, *repairs]))
             elif cut_short:
                 result, suffix = taken[notebook_id], f"; {_BLANK}"
+                before = result.detail or ""
                 result.detail = (
-                    result.detail.removesuffix(suffix)
+                    before.removesuffix(suffix)
                     + " (the search for it under another name stopped at its limits: too many files or folders)"
-                    + (suffix if result.detail.endswith(suffix) else "")
+                    + (suffix if before.endswith(suffix) else "")
                 )
     return taken
 
@@ -638,7 +638,7 @@ def _stage(path: Path, release_path: Path, taken: _Taken) -> None:
             nb = taken.nb
             outcomes.forget(nb)
             if kind:
-                outcomes.record(nb, Outcome(kind, _clean(detail)))
+                outcomes.record(nb, Outcome(kind, _clean(detail or "")))
             write_canonical(path, nb)
             return
         except Exception as error:  # noqa: BLE001 - the notebook is then graded as if left blank
@@ -693,6 +693,8 @@ def stage_student(course: Course, student_dir: Path, staging_root: Path) -> None
             os.close(folder_fd)
     for notebook_id, release_path in releases.items():
         result = taken.get(notebook_id) or everything
+        if result is None:  # _take_all takes every notebook, or raises and sets everything
+            raise RuntimeError(f"{notebook_id}.ipynb was neither taken nor refused")
         if result.kind is Reason.MISSING and result.detail is None:
             result = _Taken(kind=Reason.MISSING, detail=f"no {notebook_id}.ipynb in the submission")
         _stage(out_dir / f"{notebook_id}.ipynb", release_path, result)
@@ -713,7 +715,7 @@ def stage_as_error(course: Course, student_dir: Path, staging_root: Path, detail
             copy_collected_files(folder_fd, out_dir)
         finally:
             os.close(folder_fd)
-    except Exception:  # noqa: BLE001 - the folder is what could not be staged; these files are a courtesy
+    except Exception:  # noqa: BLE001, S110 - the folder is what could not be staged; these files are a courtesy
         pass
     for notebook_id in course.notebook_ids:
         stage_release(out_dir / f"{notebook_id}.ipynb", course.release_dir / f"{notebook_id}.ipynb", Reason.ERROR, detail)

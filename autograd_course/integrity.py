@@ -56,14 +56,14 @@ class RestoreGradedCells(NbGraderPreprocessor):
 
 def restore_structure(nb, reference) -> None:
     """Rebuild ``nb`` on the skeleton of ``reference`` (the release notebook), recording each repair."""
-    expected = {_grade_id(cell): cell for cell in reference.cells if _grade_id(cell)}
+    expected = {grade_id: cell for cell in reference.cells if (grade_id := _grade_id(cell))}
     kept: dict[str, object] = {}
     order: list[str] = []
     added_after: dict[str | None, list] = defaultdict(list)
     previous = None
     for cell in nb.cells:
         name = _grade_id(cell)
-        if name in expected:
+        if name is not None and name in expected:
             if name in kept:
                 if cell.cell_type == "code" and _describe(expected[name]) != "answer cell":
                     outcomes.record(nb, tampered(f"duplicate of {_describe(expected[name])} {name} removed", name))
@@ -85,7 +85,7 @@ def restore_structure(nb, reference) -> None:
 
     present_in_release_order = [name for name in expected if name in kept]
     if order != present_in_release_order:
-        moved = [name for name, should in zip(order, present_in_release_order) if name != should]
+        moved = [name for name, should in zip(order, present_in_release_order, strict=False) if name != should]
         outcomes.record(nb, tampered("cells were moved back into place: " + ", ".join(moved)))
 
     cells = list(added_after[None])

@@ -9,6 +9,7 @@ loads the package from the folder this one imported it from, by path, and puts n
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -25,8 +26,8 @@ importlib.import_module(module).main(args)
 """
 
 
-def python_command(module: str, args: list[str], package_dir: str | Path = PACKAGE_DIR) -> list[str]:
+def python_command(module: str, args: Sequence[object], package_dir: str | Path = PACKAGE_DIR) -> list[str]:
     """The command that runs ``module.main(args)`` from ``package_dir`` (where the package is, as the new
     process sees it: a sandbox mounts it elsewhere). -E ignores PYTHON* variables; -P keeps the working folder
-    off sys.path."""
+    off sys.path. Each of ``args`` is passed as its str()."""
     return [sys.executable, "-E", "-P", "-c", _BOOTSTRAP, str(package_dir), module, *map(str, args)]

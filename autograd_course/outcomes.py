@@ -15,7 +15,7 @@ from nbformat import NotebookNode
 METADATA_KEY = "autograd_course"
 
 
-class Reason(str, Enum):
+class Reason(str, Enum):  # noqa: UP042 - StrEnum would change str(reason), which messages may show
     MISSING = "missing"
     INVALID = "invalid"
     TIMEOUT = "timeout"
@@ -42,7 +42,7 @@ class Outcome:
         return record
 
     @classmethod
-    def from_metadata(cls, record: dict) -> "Outcome":
+    def from_metadata(cls, record: dict) -> Outcome:
         return cls(Reason(record["kind"]), str(record.get("detail", "")), record.get("where"))
 
     def describe(self) -> str:

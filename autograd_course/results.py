@@ -89,7 +89,7 @@ class RunRecord:
         self.path(course, student).write_text(json.dumps(record, indent=1), encoding="utf-8", errors="backslashreplace")
 
     @classmethod
-    def load(cls, course: Course, student: str) -> "RunRecord":
+    def load(cls, course: Course, student: str) -> RunRecord:
         try:
             data = json.loads(cls.path(course, student).read_text(encoding="utf-8"))
             return cls(str(data.get("failure", "")), list(data.get("notes", [])), dict(data.get("staged", {})))
@@ -162,7 +162,7 @@ def late_note(submission, earned: float, penalty: float) -> str:
 
 def duration(seconds: float) -> str:
     """``3 d 4 h 5 min``, ``2 h 0 min``, ``12 min 30 s``, ``45 s``."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
@@ -189,12 +189,15 @@ def spreadsheet_safe(text: str) -> str:
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     """A CSV file written whole or not at all; every text cell made spreadsheet-safe."""
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([spreadsheet_safe(cell) if isinstance(cell, str) else cell for cell in row])
-    temporary.replace(path)
+    try:
+        with open(temporary, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow([spreadsheet_safe(cell) if isinstance(cell, str) else cell for cell in row])
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 
@@ -227,7 +230,7 @@ def format_table(course: Course, results: list[StudentResult]) -> str:
         for result in results
     ]
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *body]]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=False)).rstrip() for line in [header, *body]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 

@@ -55,6 +55,9 @@ class Channel:
     """Frames over a connected stream socket. Not thread-safe."""
 
     def __init__(self, sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        # Non-blocking, so that a deadline bounds a send too: a blocking send of a frame larger than the socket's
+        # buffer waits for the reader, and the reader may be a student's process that never reads.
+        sock.setblocking(False)
         self.sock = sock
         self.max_frame = max_frame
 

@@ -123,7 +123,7 @@ def render(args) -> int:
             for size in args.sizes:
                 student = f"{name}_{size}"
                 autograded_with_markdown(course, student, PAYLOADS[name](size * 1024))
-                seconds = forked(lambda: api.generate_feedback(course.assignment_id, student, force=True), args.give_up)
+                seconds = forked(lambda: api.generate_feedback(course.assignment_id, student, force=True), args.give_up)  # noqa: B023 - called at once
                 page = course.feedback_dir / student / course.assignment_id / f"{NOTEBOOK}.html"
                 if seconds is None:
                     cells.append(f"{'> ' + format(args.give_up, 'g'):>12}")

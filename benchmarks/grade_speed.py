@@ -106,7 +106,8 @@ def judge_cost(course: Course, rounds: int = 5) -> dict[str, float]:
                     continue
                 grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
                 is_test = grade_id in hidden
-                cells.append({"index": len(cells), "name": grade_id or "added", "source": hidden[grade_id] if is_test else cell.source, "is_test": is_test})
+                source = hidden[grade_id] if is_test else cell.source
+                cells.append({"index": len(cells), "name": grade_id or "added", "source": source, "is_test": is_test})
             plans.append({"cells": cells, "cell_timeout": 30.0, "budget": 300.0, "output_limit": 1_000_000, "memory_mb": 2048})
     service = JudgeService(sandboxed=shutil.which("bwrap") is not None)
     service.start()
@@ -148,7 +149,9 @@ def main() -> int:
             " feedback and grades.csv included)"
         )
         stock_scores, our_scores = scores(stock), scores(ours)
-        disagreements = {key: (stock_scores.get(key), our_scores.get(key)) for key in stock_scores if stock_scores[key] != our_scores.get(key)}
+        disagreements = {
+            key: (stock_scores.get(key), our_scores.get(key)) for key in stock_scores if stock_scores[key] != our_scores.get(key)
+        }
         if disagreements or len(stock_scores) != len(our_scores):
             print(f"scores DISAGREE on {len(disagreements)} notebooks: {disagreements}")
             return 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from course_helpers import copy_course
-
 from autograd_course.course import Course
+
+from course_helpers import copy_course
 
 
 @pytest.fixture

@@ -316,7 +316,7 @@ def test_q6_check_cell_in_jupyterlab(page, lab_server, record_property, capsys):
     except BaseException:
         try:
             _screenshot(page, "failure.png")
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - the screenshot is a courtesy; the failure is re-raised below
             pass
         raise
 

@@ -11,7 +11,6 @@ from autograd_course.grading import grade
 from course_helpers import submit
 from gradebook_helpers import failure_message, feedback_text, part_scores
 
-
 pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,7 @@ def graded(module_course):
 
 
 def test_solutions_score_full_marks(graded):
-    course, rows, _ = graded
+    _, rows, _ = graded
     assert rows["solution"].score == 40
     assert rows["solution"].max_score == 40
     assert rows["solution"].status == "ok"

@@ -9,7 +9,6 @@ from autograd_course.check import check_course
 from autograd_course.cli import main
 from autograd_course.release import write_canonical
 
-
 pytestmark = pytest.mark.slow
 
 def edit(path, change):

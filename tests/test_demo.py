@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from course_helpers import NOTEBOOKS, marks
 
 from autograd_course.demo import CLASS
+
+from course_helpers import NOTEBOOKS, marks
 
 pytestmark = pytest.mark.slow
 

@@ -51,7 +51,7 @@ def read_csv(path: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
     rows: dict[str, dict[str, str]] = {}
     for line in body:
         assert line[0] not in rows, f"two rows for {line[0]}"
-        rows[line[0]] = dict(zip(header, line))
+        rows[line[0]] = dict(zip(header, line, strict=True))
     return header, rows
 
 
@@ -207,7 +207,7 @@ def test_score_is_the_sum_of_the_notebook_columns(first):
 
 
 def test_status_is_ok_or_reason_items(first):
-    for student, row in first.rows.items():
+    for row in first.rows.values():
         assert row["status"] == "ok" or all(STATUS_ITEM.match(item) for item in row["status"].split(";")), row
 
 
@@ -254,7 +254,8 @@ def test_student_glob_regrades_only_the_matching_students(second, selective):
     before, after = second.rows, selective.rows
     assert sorted(after) == CLASS  # every student still has a row
     # cy matched: regraded from the new submission
-    assert (after["cy"]["q6_basic_gradients"], after["cy"]["score"], after["cy"]["status"]) == (f"{notebook_marks(NOTEBOOKS[0]):g}", marks(), "ok")
+    cy = after["cy"]
+    assert (cy["q6_basic_gradients"], cy["score"], cy["status"]) == (f"{notebook_marks(NOTEBOOKS[0]):g}", marks(), "ok")
     # ada did not match: keeps the old grade although the new submission would lose 4 points
     assert after["ada"] == before["ada"]
     assert selective.parts[("ada", "q6_basic_gradients")] == second.parts[("ada", "q6_basic_gradients")]

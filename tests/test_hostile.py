@@ -21,8 +21,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograd_course.sandbox.bwrap import python_dirs
 from autograd_course.catalog import by_name, solved, submission
+from autograd_course.sandbox.bwrap import python_dirs
 
 from course_helpers import FULL_MARKS, marks, notebook_marks, submit
 from gradebook_helpers import active_content, failure_message, feedback_page, feedback_text, part_scores, shown_text

@@ -238,7 +238,7 @@ def plain(env, course_b, tmp_path_factory):
 
 
 def test_plain_nbgrader_autograde_runs_the_course_roots_package(plain, course_b, env):
-    assert notebook_scores(course_b, "ada") == {n: 10.0 for n in NOTEBOOKS}
+    assert notebook_scores(course_b, "ada") == dict.fromkeys(NOTEBOOKS, 10.0)
     # nbgrader imported the grader from the course root, and the judge it started ran that same copy, not the
     # environment's; the sandbox mounts the judge's copy (sandbox/bwrap.py) and checks the zygote loaded it
     assert_ran(plain["log"], course_b.root / "autograd_course")
@@ -251,7 +251,7 @@ def test_plain_nbgrader_in_a_course_root_without_a_package_runs_the_installed_on
     submit(course, "ada", {n: solved(course, n) for n in NOTEBOOKS})
     ok(nbgrader(env, course.root, tmp_path / "generate.log", "generate_assignment", ASSIGNMENT, "--force"))
     ok(nbgrader(env, course.root, tmp_path / "autograde.log", "autograde", ASSIGNMENT))
-    assert notebook_scores(course, "ada") == {n: 10.0 for n in NOTEBOOKS}
+    assert notebook_scores(course, "ada") == dict.fromkeys(NOTEBOOKS, 10.0)
     assert_ran(tmp_path / "autograde.log", env["site"] / "autograd_course")
 
 
@@ -420,7 +420,7 @@ def test_formgrader_autograde_button(buttons, course_b):
     assert kind == "success-modal", text
     status, score = buttons["cy_after"]
     assert "graded" in status and score.replace(" ", "") == "36/40", buttons["cy_after"]
-    expected = {n: 10.0 for n in NOTEBOOKS}
+    expected = dict.fromkeys(NOTEBOOKS, 10.0)
     expected[MISTAKE.notebook] = sum(MISTAKE.expected_points(course_b).values())
     assert expected[MISTAKE.notebook] == 6
     autograded = nbformat.read(course_b.autograded_dir / "cy" / ASSIGNMENT / f"{MISTAKE.notebook}.ipynb", 4)

@@ -31,8 +31,8 @@ import sys
 from pathlib import Path
 
 import nbformat
-from traitlets.config import PyFileConfigLoader
 import pytest
+from traitlets.config import PyFileConfigLoader
 
 from autograd_course.catalog import solved
 from autograd_course.course import Course
@@ -166,7 +166,7 @@ def test_autograde_scores_the_solutions_40(plain_run):
     scores = read_gradebook(course.root, "solver", "snooper")
     for student in ("solver", "snooper"):
         assert (scores[student]["score"], scores[student]["max_score"]) == (40, 40), (student, scores[student])
-        assert scores[student]["notebooks"] == {n: 10 for n in course.notebook_ids}, student
+        assert scores[student]["notebooks"] == dict.fromkeys(course.notebook_ids, 10), student
 
 
 def test_autograde_runs_student_code_in_the_sandbox(plain_run):

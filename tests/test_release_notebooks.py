@@ -95,7 +95,7 @@ def _code_cells(nb):
 
 
 def test_there_are_release_notebooks():
-    assert NOTEBOOK_IDS == COURSE.notebook_ids, "release/ and source/ should hold the same notebooks"
+    assert COURSE.notebook_ids == NOTEBOOK_IDS, "release/ and source/ should hold the same notebooks"
     assert len(NOTEBOOK_IDS) == 4
 
 

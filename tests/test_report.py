@@ -25,7 +25,7 @@ import os
 import statistics
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -37,11 +37,11 @@ from autograd_course.catalog import part_points, solved, submission
 from autograd_course.course import Course, CourseError
 from autograd_course.grading import grade
 from autograd_course.outcomes import Outcome, Reason
+from autograd_course.release import write_canonical
 from autograd_course.report import Part
 from autograd_course.results import NotebookResult, StudentResult
-from autograd_course.release import write_canonical
-from course_helpers import submit
 
+from course_helpers import submit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts" / "report"
@@ -392,7 +392,7 @@ def test_report_before_grading_says_what_to_do(course):
 TINY_SCRIPT_ID = "<script>alert('id')</script>"
 TINY_IMG_NOTE = "<img src=x onerror=alert('note')>"
 TINY_FAILURE = "<script>alert('failure')</script> & <img src=y onerror=alert(4)>"
-TINY_GENERATED = datetime(2026, 3, 1, 12, 30, tzinfo=timezone.utc)
+TINY_GENERATED = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
 
 
 def _tiny() -> report.ClassData:

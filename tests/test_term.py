@@ -67,7 +67,7 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Comple
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
-        raise AssertionError(f"{' '.join(command)} did not finish in {COMMAND_TIMEOUT} s:\n{stdout}\n{stderr}")
+        raise AssertionError(f"{' '.join(command)} did not finish in {COMMAND_TIMEOUT} s:\n{stdout}\n{stderr}") from None
     result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}:\n{stdout}\n{stderr}"
     assert "| ERROR]" not in stderr and "| CRITICAL]" not in stderr, stderr
@@ -323,7 +323,7 @@ def term(hub):
 
 
 def expected_points(role: str, course) -> dict[str, float]:
-    points = {notebook_id: 10.0 for notebook_id in NOTEBOOKS}
+    points = dict.fromkeys(NOTEBOOKS, 10.0)
     if role == "wrong":
         for mistake in MISTAKES:
             points[mistake.notebook] = sum(mistake.expected_points(course).values())

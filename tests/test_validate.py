@@ -29,6 +29,7 @@ import nbformat
 import pytest
 
 from autograd_course.catalog import solved
+
 from jupyter_helpers import Server, isolated_env, running_server, tail
 
 pytestmark = pytest.mark.slow
@@ -188,10 +189,9 @@ def _validator(course_root: Path):
 
 
 def test_course_configuration_is_loaded_from_course_root(course_root, tmp_path):
-    from traitlets.config import PyFileConfigLoader
-
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.preprocessors import Execute
+    from traitlets.config import PyFileConfigLoader
 
     course_config = PyFileConfigLoader("grader_config.py", path=str(course_root)).load_config()
     assert course_config.CourseDirectory.course_id, "grader_config.py sets no course_id to look for"

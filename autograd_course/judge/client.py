@@ -11,12 +11,13 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..launch import python_command
 from ..sandbox.bwrap import SandboxUnavailable
 from ..sandbox.client import READY_TIMEOUT
-from ..wire import WireError, connected_pair
+from ..wire import Channel, WireError, connected_pair
 from .server import notebook_seconds
 
 
@@ -27,12 +28,12 @@ class JudgeFailed(Exception):
 class JudgeService:
     """One warm judge process (and through it one sandbox). Not thread-safe: each caller keeps its own."""
 
-    def __init__(self, sandboxed: bool, protected: list[Path] = ()) -> None:
+    def __init__(self, sandboxed: bool, protected: Sequence[Path] = ()) -> None:
         self.sandboxed = sandboxed
         self.protected = [str(Path(path).resolve()) for path in protected]
         self.process: subprocess.Popen | None = None
-        self.channel = None
-        self.log = tempfile.TemporaryFile()
+        self.channel: Channel | None = None
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - the judge's stderr, open as long as this object
 
     def start(self) -> None:
         self.stop()
@@ -67,11 +68,14 @@ class JudgeService:
     def judge(self, plan: dict) -> dict:
         """The verdict on one notebook: each code cell's outputs, and the events."""
         self.ensure_running()
+        channel = self.channel
+        if channel is None:  # ensure_running started it; stop() has not run since
+            raise JudgeFailed("the judge is not running")
         # Two attempts (a broken sandbox is replaced once), and the time to start a sandbox in between.
         deadline = time.monotonic() + 2 * notebook_seconds(plan["budget"], plan["cell_timeout"]) + READY_TIMEOUT
         try:
-            self.channel.send({"plan": plan}, deadline)
-            reply = self.channel.receive(deadline)
+            channel.send({"plan": plan}, deadline)
+            reply = channel.receive(deadline)
         except WireError as error:
             self.stop()
             raise JudgeFailed(f"the judge stopped answering ({error})\n{self.log_tail()}") from None
@@ -100,7 +104,7 @@ class JudgeService:
 _services: dict[tuple, JudgeService] = {}
 
 
-def judge_for_this_process(sandboxed: bool, protected: list[Path] = ()) -> JudgeService:
+def judge_for_this_process(sandboxed: bool, protected: Sequence[Path] = ()) -> JudgeService:
     """Each process that grades keeps one warm judge and reuses it for every notebook."""
     key = (sandboxed, tuple(str(Path(path).resolve()) for path in protected))
     if key not in _services:

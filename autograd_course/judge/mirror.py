@@ -32,6 +32,7 @@ import sys
 import time
 import types
 import weakref
+from typing import Any, cast
 
 import torch
 
@@ -250,8 +251,8 @@ class _Builder:
             else:
                 leaves = [self.value(leaf, depth) for leaf in node["leaves"]]
                 leaves = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor) and leaf.requires_grad]
-                handles = [self.mirror.handle_of(leaf) for leaf in leaves]
-                if not leaves or None in handles:
+                handles = [handle for leaf in leaves if (handle := self.mirror.handle_of(leaf)) is not None]
+                if not leaves or len(handles) < len(leaves):
                     leaves, handles = [torch.zeros((), requires_grad=True)], []
                 link = _GraphLink(self.mirror, entry.get("h"), handles, view)
                 tensor = _node_function(str(node["name"])).apply(link, *leaves)
@@ -288,7 +289,7 @@ class _Builder:
             error = cls.__new__(cls)
             error.args = args
         if cls is not base:
-            error._student_message = message
+            setattr(error, "_student_message", message)  # noqa: B010 - only _exception_class's classes read it
         return error.with_traceback(_traceback(entry["traceback"]))
 
 
@@ -304,10 +305,10 @@ class _GraphLink:
         return tuple(self.mirror.gradients(self.handle, self.leaf_handles, grad_output))
 
 
-_node_functions: dict[str, type] = {}
+_node_functions: dict[str, type[torch.autograd.Function]] = {}
 
 
-def _node_function(student_name: str) -> type:
+def _node_function(student_name: str) -> type[torch.autograd.Function]:
     """An autograd Function that stands for one of the student's graph nodes, named like it: a copy of
     ``y = x * 3`` has ``grad_fn`` ``MulBackward``."""
     name = re.sub(r"Backward\d*$", "", student_name)
@@ -321,24 +322,25 @@ def _node_function(student_name: str) -> type:
         def backward(ctx, grad_output):
             return (None, *ctx.link.gradients(grad_output))
 
-        _node_functions[name] = type(name, (torch.autograd.Function,), {
+        # type() makes the class; mypy cannot see that it subclasses its base.
+        _node_functions[name] = cast("type[torch.autograd.Function]", type(name, (torch.autograd.Function,), {
             "forward": staticmethod(forward), "backward": staticmethod(backward),
             "__module__": "student",
-        })
+        }))
     return _node_functions[name]
 
 
-_exception_classes: dict[tuple[str, type], type] = {}
+_exception_classes: dict[tuple[str, type[Exception]], type[Exception]] = {}
 
 
-def _exception_class(name: str, base: type) -> type:
+def _exception_class(name: str, base: type[Exception]) -> type[Exception]:
     key = (name, base)
     if key not in _exception_classes:
 
         def __str__(self):
             return getattr(self, "_student_message", base.__str__(self))
 
-        _exception_classes[key] = type(name, (base,), {"__str__": __str__, "__module__": "student"})
+        _exception_classes[key] = cast("type[Exception]", type(name, (base,), {"__str__": __str__, "__module__": "student"}))
     return _exception_classes[key]
 
 
@@ -356,7 +358,7 @@ def _traceback(frames: list) -> types.TracebackType | None:
 
 # The source line of each frame rebuilt from a student's traceback, as the kernel reported it. The judge never
 # reads a file a student names: a traceback is shown from these.
-STUDENT_LINES: "weakref.WeakKeyDictionary[types.CodeType, str]" = weakref.WeakKeyDictionary()
+STUDENT_LINES: weakref.WeakKeyDictionary[types.CodeType, str] = weakref.WeakKeyDictionary()
 
 
 def _frame_at(filename: str, function: str, line: int) -> tuple[types.FrameType, int]:
@@ -452,7 +454,7 @@ class Outgoing:
         if handle is not None:
             return self._entry(obj, {"k": "handle", "h": handle})
         if kind in (list, tuple, set, frozenset):
-            entry = {"k": kind.__name__, "items": []}
+            entry: dict[str, Any] = {"k": kind.__name__, "items": []}
             reference = self._entry(obj, entry)
             entry["items"] = [self.value(item) for item in obj]
             return reference

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..sandbox.client import KernelLost, Sandbox, SandboxLost
+from ..sandbox.client import Kernel, KernelLost, Sandbox, SandboxLost
 from .mirror import STUDENT_LINES, CheckOutOfTime, CheckTooLarge, MalformedValues, Mirror, Remote
 
 GRACE_SECONDS = 2.0  # past a cell's limit, how long its kernel may take to report its own timeout
@@ -70,7 +70,7 @@ class Plan:
     max_frame: int = 64 * 2**20
 
     @classmethod
-    def from_message(cls, message: dict) -> "Plan":
+    def from_message(cls, message: dict) -> Plan:
         cells = [Cell(**cell) for cell in message.pop("cells")]
         return cls(cells=cells, **message)
 
@@ -102,7 +102,7 @@ class NotebookJudge:
         self.spent = {"first run": 0.0, "replay": 0.0}
         self.room = plan.output_limit
         self.execution_count = 0
-        self.kernel = None
+        self.kernel: Kernel | None = None
         self.failed: set[int] = set()
         self.seen_events: set[tuple] = set()
         # Names a check defines stay for later checks, as in a kernel; the student's code never sees them.
@@ -154,12 +154,12 @@ class NotebookJudge:
             if dirt:
                 raise SandboxLost(f"the sandbox could not be emptied: {dirt}")
             limits = {"memory_mb": self.plan.memory_mb, "cpu_seconds": int(2 * self.plan.budget + 2 * GRACE_SECONDS) + 1}
-            self.kernel = self.sandbox.spawn(limits, self.plan.max_frame)
+            kernel = self.kernel = self.sandbox.spawn(limits, self.plan.max_frame)
             try:
                 for cell in before:
                     if not cell.is_test and cell.index not in self.failed:
                         if self._left("replay") <= 0:
-                            self.kernel.stop()
+                            kernel.stop()
                             self.kernel = None
                             raise ReplayOutOfTime()
                         self._student_cell(cell, replay=True)
@@ -194,12 +194,19 @@ class NotebookJudge:
         finally:
             self.spent[clock] += time.monotonic() - started
 
+    @property
+    def live_kernel(self) -> Kernel:
+        """The kernel the current cell runs in: run() starts one before each cell."""
+        if self.kernel is None:
+            raise RuntimeError("no kernel is running")
+        return self.kernel
+
     # -------------------------------------------------------------------------------- student cells
     def _student_cell(self, cell: Cell, replay: bool = False) -> list[dict]:
         clock = "replay" if replay else "first run"
         seconds = self._time_for_a_cell(clock)
         with self._charged(clock):
-            reply = self.kernel.request(
+            reply = self.live_kernel.request(
                 "run", time.monotonic() + seconds + GRACE_SECONDS,
                 source=cell.source, name=f"<cell {cell.index}>", timeout=seconds, room=max(self.room, 0),
             )
@@ -249,7 +256,7 @@ class NotebookJudge:
             self._event("timeout", cell, f"the check ran longer than {self.plan.cell_timeout:g} s")
             error = _error("CellTimeoutError", f"the check ran longer than {self.plan.cell_timeout:g} s")
             # The kernel may be in the middle of an answer: it is replaced before the next cell.
-            self.kernel.stop()
+            self.live_kernel.stop()
             self.kernel = None
         except CheckTooLarge:
             self._event("resource_limit", cell, f"the values the check reads exceed {self.plan.value_limit // 2**20} MiB")
@@ -297,12 +304,12 @@ class NotebookJudge:
             outputs = []
         kept, overflowed = [], False
         for output in outputs:
-            output, self.room, cut = _fit(output, self.room)
+            fitted, self.room, cut = _fit(output, self.room)
             overflowed |= cut
-            if output is not None:
-                if output["output_type"] == "execute_result":
-                    output["execution_count"] = self.execution_count
-                kept.append(output)
+            if fitted is not None:
+                if fitted["output_type"] == "execute_result":
+                    fitted["execution_count"] = self.execution_count
+                kept.append(fitted)
         if overflowed:
             self._event("resource_limit", cell, f"output limit ({self.plan.output_limit} characters per notebook) reached")
         self.verdict.cells[cell.index] = {"outputs": kept, "execution_count": self.execution_count}
@@ -354,7 +361,7 @@ def _compile_cell(source: str, filename: str) -> tuple[types.CodeType, types.Cod
     tree = ast.parse(source, filename)
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     body = compile(ast.Module(tree.body, type_ignores=[]), filename, "exec")
-    tail = compile(ast.Expression(last.value), filename, "eval") if last else None
+    tail = compile(ast.Expression(last.value), filename, "eval") if isinstance(last, ast.Expr) else None
     return body, tail
 
 
@@ -440,7 +447,9 @@ def _clean_output(output) -> dict | None:
         name = output.get("name") if output.get("name") in ("stdout", "stderr") else "stdout"
         return {"output_type": "stream", "name": name, "text": _text(output.get("text"))}
     if kind == "execute_result":
-        data = output.get("data") if type(output.get("data")) is dict else {}
+        data = output.get("data")
+        if type(data) is not dict:
+            data = {}
         return {"output_type": "execute_result", "data": {"text/plain": _text(data.get("text/plain"))}, "metadata": {}}
     if kind == "error":
         return {

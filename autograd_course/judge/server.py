@@ -65,7 +65,7 @@ def main(args: list[str]) -> None:
 def judge_notebook(plan_message: dict, sandbox: Sandbox) -> dict:
     """Judge one notebook in a fresh fork. A sandbox that broke or could not be emptied is replaced; if it broke
     before the notebook was judged, the notebook is judged again in the new one, once."""
-    for attempt in range(2):
+    for _attempt in range(2):
         if not sandbox.running:
             try:
                 sandbox.start()
@@ -87,7 +87,7 @@ def _judge_in_fork(plan: Plan, sandbox: Sandbox) -> dict:
         try:
             # The judge copies student objects: whatever they claim, it may not take the machine's memory.
             limit_memory(JUDGE_MEMORY_MB)
-            message = {"verdict": NotebookJudge(plan, sandbox).run().as_message()}
+            message: dict[str, object] = {"verdict": NotebookJudge(plan, sandbox).run().as_message()}
         except SandboxLost as error:
             message = {"sandbox_lost": str(error)}
         except BaseException:  # noqa: BLE001 - reported to the caller, which records an `error` outcome

@@ -155,10 +155,10 @@ def load_class(course: Course, rows: list[StudentResult] | None = None) -> Class
             max_score = float(assignment.max_score)
             if rows is None:
                 try:
-                    students = results.find_students(course)
+                    student_ids = results.find_students(course)
                 except CourseError:
-                    students = sorted(submission.student.id for submission in assignment.submissions)
-                rows = results.read_class(course, students, gradebook)
+                    student_ids = sorted(submission.student.id for submission in assignment.submissions)
+                rows = results.read_class(course, student_ids, gradebook)
     students = sorted(rows, key=lambda student: student.student_id)
     return ClassData(
         course.assignment_id, str(course.course_id or ""), parts, students, max_score, read_failures(course, parts, students)
@@ -212,7 +212,7 @@ def read_failures(course: Course, parts: list[Part], students: list[StudentResul
             path = course.autograded_dir / student.student_id / course.assignment_id / f"{notebook}.ipynb"
             try:
                 nb = nbformat.read(path, 4)
-            except Exception:  # noqa: BLE001 - no graded notebook: its status says why
+            except Exception:  # noqa: BLE001, S112 - no graded notebook: its status says why
                 continue
             for cell in nb.cells:
                 if cell.cell_type != "code" or not utils.is_grade(cell) or utils.is_solution(cell):

@@ -94,7 +94,7 @@ def draw_questions(data: ClassData):
     positions = list(range(len(notebooks)))
     maxima = [data.notebook_max(notebook) for notebook in notebooks]
     means, lower, upper = [], [], []
-    for notebook, ceiling in zip(notebooks, maxima):
+    for notebook, ceiling in zip(notebooks, maxima, strict=True):
         points = [data.notebook_points(student, notebook) for student in data.students]
         mean = statistics.fmean(points) if points else 0.0
         spread = statistics.pstdev(points) if len(points) > 1 else 0.0
@@ -106,7 +106,7 @@ def draw_questions(data: ClassData):
     axes.bar(positions, means, width=0.62, color=MEAN_COLOUR, label="class mean", zorder=2)
     axes.errorbar(positions, means, yerr=[lower, upper], fmt="none", ecolor="black", elinewidth=1.5, capsize=6,
                   label="±1 standard deviation", zorder=3)
-    for position, mean, ceiling in zip(positions, means, maxima):
+    for position, mean, ceiling in zip(positions, means, maxima, strict=True):
         axes.annotate(f"{mean:.1f}", (position, mean), xytext=(-20, -14), textcoords="offset points", ha="center",
                       color="white" if mean > 0.12 * max(maxima or [1]) else "black", fontsize=9, fontweight="bold",
                       zorder=4)
@@ -134,11 +134,11 @@ def draw_parts(items: list[Item]):
                                      ("none", NONE_COLOUR, "no credit")):
         shares = [item.share(getattr(item, attribute)) for item in items]
         axes.barh(positions, shares, left=left, color=colour, edgecolor="white", linewidth=0.8, height=0.72, label=label)
-        for position, start, share in zip(positions, left, shares):
+        for position, start, share in zip(positions, left, shares, strict=True):
             if share >= 0.08:
                 axes.text(start + share / 2, position, f"{share:.0%}", ha="center", va="center", color="white",
                           fontsize=8, fontweight="bold")
-        left = [start + share for start, share in zip(left, shares)]
+        left = [start + share for start, share in zip(left, shares, strict=True)]
     axes.set_yticks(positions, labels, fontsize=8)
     axes.invert_yaxis()  # the first part at the top, as in the notebooks
     axes.set_xlim(0, 1)

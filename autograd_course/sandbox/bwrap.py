@@ -11,6 +11,7 @@ import os
 import shutil
 import site
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..course import CourseError
@@ -36,7 +37,7 @@ def python_dirs() -> list[str]:
     return [p for p in existing if not any(p != q and p.startswith(q + os.sep) for q in existing)]
 
 
-def bwrap_command(argv: list[str], protected: list[Path] = ()) -> list[str]:
+def bwrap_command(argv: list[str], protected: Sequence[Path] = ()) -> list[str]:
     """The bubblewrap command line that runs ``argv`` sandboxed. No folder bound into the sandbox may hold a
     ``protected`` path (the course root)."""
     bwrap = shutil.which("bwrap")
@@ -48,11 +49,11 @@ def bwrap_command(argv: list[str], protected: list[Path] = ()) -> list[str]:
         )
     bound = python_dirs()
     for folder in [*bound, str(PACKAGE_DIR)]:
-        for path in protected:
-            path = str(Path(path).resolve())
-            if path == folder or path.startswith(folder + os.sep):
+        for course_path in protected:
+            resolved = str(Path(course_path).resolve())
+            if resolved == folder or resolved.startswith(folder + os.sep):
                 raise SandboxUnavailable(
-                    f"{folder} contains the course ({path}), and the sandbox needs to see it, so student code "
+                    f"{folder} contains the course ({resolved}), and the sandbox needs to see it, so student code "
                     "would see the course too. Install the course's environment outside the course folder (a "
                     ".venv inside it is fine)."
                 )
@@ -94,4 +95,4 @@ def bwrap_command(argv: list[str], protected: list[Path] = ()) -> list[str]:
     }
     for key, value in environment.items():
         command += ["--setenv", key, value]
-    return command + ["--", *argv]
+    return [*command, "--", *argv]

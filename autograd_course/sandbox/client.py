@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..launch import PACKAGE_DIR, python_command
@@ -42,12 +43,12 @@ class KernelLost(BaseException):
 class Sandbox:
     """One bubblewrap sandbox with a warm zygote in it. Not thread-safe."""
 
-    def __init__(self, sandboxed: bool = True, protected: list[Path] = ()) -> None:
+    def __init__(self, sandboxed: bool = True, protected: Sequence[Path] = ()) -> None:
         self.sandboxed = sandboxed
         self.protected = [Path(path) for path in protected]
         self.process: subprocess.Popen | None = None
         self.control: socket.socket | None = None
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - the sandbox's stderr, open as long as this object
         self.scratch: tempfile.TemporaryDirectory | None = None
         self.owner = os.getpid()
 
@@ -69,7 +70,7 @@ class Sandbox:
         self.stop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         if self.sandboxed:
-            keep = [path for path in python_dirs() if path.startswith("/tmp/") or path.startswith("/dev/shm/")]
+            keep = [path for path in python_dirs() if path.startswith(("/tmp/", "/dev/shm/"))]
             args = [theirs.fileno(), "sandboxed", "/tmp", "/dev/shm", "--keep", *keep]
             command = bwrap_command(python_command("autograd_course.sandbox.zygote", args, PACKAGE_MOUNT), self.protected)
             env = None
@@ -98,7 +99,7 @@ class Sandbox:
             self.stop()
             raise SandboxUnavailable(f"the sandbox ran the grader from {ready.get('package')}, not {expected}")
 
-    def spawn(self, limits: dict, max_frame: int) -> "Kernel":
+    def spawn(self, limits: dict, max_frame: int) -> Kernel:
         """A fresh kernel for one notebook."""
         if not self.running:
             self.start()
@@ -129,7 +130,7 @@ class Sandbox:
         reply = self._request({"op": "clean"})
         return "" if reply.get("clean") else (reply.get("detail") or "the sandbox could not be emptied")
 
-    def _request(self, message: dict, fds: list[int] = ()) -> dict:
+    def _request(self, message: dict, fds: Sequence[int] = ()) -> dict:
         if not self.running or self.control is None:
             raise SandboxLost("the sandbox is not running")
         try:
@@ -139,14 +140,17 @@ class Sandbox:
         return self._receive(time.monotonic() + CONTROL_TIMEOUT)
 
     def _receive(self, deadline: float) -> dict:
+        control = self.control
+        if control is None:
+            raise SandboxLost("the sandbox is not running")
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SandboxLost("no answer in time")
-            if select.select([self.control], [], [], remaining)[0]:
+            if select.select([control], [], [], remaining)[0]:
                 break
         try:
-            data = self.control.recv(MAX_CONTROL_MESSAGE)
+            data = control.recv(MAX_CONTROL_MESSAGE)
         except OSError as error:
             raise SandboxLost(f"the sandbox went away ({error.strerror})") from None
         if not data:

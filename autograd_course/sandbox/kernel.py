@@ -28,12 +28,12 @@ import os
 import signal
 import sys
 import traceback
-import types
 import warnings
+from collections.abc import Sequence
 
+from ..wire import Channel, WireError, channel_from_fd
 from . import lockdown, snapshot
 from .pristine import Pristine
-from ..wire import Channel, WireError, channel_from_fd
 
 MAX_NAMES = 10_000
 MAX_REPR = 10_000
@@ -151,7 +151,7 @@ class Kernel:
                 return
             op = self.ops.get(request.get("op"))
             try:
-                reply = op(request) if op else {"error": f"unknown op {request.get('op')!r}"}
+                reply: dict = op(request) if op else {"error": f"unknown op {request.get('op')!r}"}
             except snapshot.TooLarge:
                 reply = {"too_large": True}
             except Exception as error:  # noqa: BLE001 - a malformed request, or student code breaking ours
@@ -181,7 +181,7 @@ class Kernel:
             tree = self._parse(source, name)
             last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
             body = self._compile(ast.Module(tree.body, type_ignores=[]), name, "exec")
-            tail = self._compile(ast.Expression(last.value), name, "eval") if last else None
+            tail = self._compile(ast.Expression(last.value), name, "eval") if isinstance(last, ast.Expr) else None
             self._setitimer(signal.ITIMER_REAL, timeout)
             try:
                 self._exec(body, self.namespace)
@@ -289,7 +289,7 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def error_output(ename: str, evalue: str, lines: list[str] = ()) -> dict:
+def error_output(ename: str, evalue: str, lines: Sequence[str] = ()) -> dict:
     return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [*lines, f"{ename}: {evalue}"]}
 
 

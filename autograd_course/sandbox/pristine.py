@@ -28,7 +28,7 @@ class Pristine:
 
         import torch
 
-        self.namespaces = [(module.__name__, module) for module in own_modules]
+        self.namespaces: list[tuple[str, object]] = [(module.__name__, module) for module in own_modules]
         self.namespaces += [
             ("json", json),
             ("os", os),

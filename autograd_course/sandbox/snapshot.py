@@ -34,6 +34,7 @@ import sys
 import traceback
 import types
 import warnings
+from typing import Any
 
 MAX_DEPTH = 48
 MAX_ITEMS = 100_000
@@ -45,6 +46,10 @@ OBJECT_COST = 48  # bytes of JSON an entry costs besides its data, roughly
 
 class TooLarge(Exception):
     """The values asked for are larger than the judge is willing to read."""
+
+
+# The plain scalars, most specific first: an object that is an instance of one crosses as it.
+PLAIN_SCALARS: tuple[type, ...] = (bool, int, float, str, complex)
 
 
 class Handles:
@@ -62,7 +67,7 @@ class Handles:
             self._by_id[id(obj)] = handle
         return handle
 
-    def get(self, handle) -> object:
+    def get(self, handle) -> Any:
         if type(handle) is not int or not 0 <= handle < len(self._objects):
             raise LookupError(f"no object with handle {handle!r}")
         return self._objects[handle]
@@ -89,7 +94,9 @@ BACKWARD_RECORD: dict[int, list] = {}
 
 def graph_nodes(roots: list, limit: int = MAX_GRAPH_NODES) -> list:
     """The nodes of the graphs under ``roots``, each once, at most ``limit`` of them."""
-    nodes, seen, stack = [], set(), list(reversed(roots))
+    nodes: list = []
+    seen: set[int] = set()
+    stack = list(reversed(roots))
     while stack and len(nodes) < limit:
         node = stack.pop()
         if node is None or id(node) in seen:
@@ -107,7 +114,9 @@ def backward_calls(node) -> int:
 
 def graph_leaves(grad_fn, limit: int = MAX_GRAPH_NODES) -> list:
     """The leaf tensors a graph reaches (AccumulateGrad nodes' variables), in a stable order."""
-    leaves, seen, stack = [], set(), [grad_fn]
+    leaves: list = []
+    seen: set[int] = set()
+    stack = [grad_fn]
     while stack and len(seen) < limit:
         node = stack.pop()
         if node is None or id(node) in seen:
@@ -198,7 +207,7 @@ class Encoder:
         if kind.__module__ == "numpy" and kind.__name__ == "ndarray" and obj.dtype.kind in "biufc":
             return self._ndarray(obj)
         # Subclasses of the plain scalars (numpy's float64, an IntEnum...) cross as their plain value.
-        for plain in (bool, int, float, str, complex):
+        for plain in PLAIN_SCALARS:
             if isinstance(obj, plain):
                 try:
                     return self.value(plain(obj), depth + 1)
@@ -218,7 +227,7 @@ class Encoder:
 
     def _sequence(self, obj, kind, depth) -> dict:
         name = "list" if issubclass(kind, list) else "tuple" if issubclass(kind, tuple) else kind.__name__
-        entry = {"k": name, "items": []}
+        entry: dict[str, Any] = {"k": name, "items": []}
         reference = self._entry(obj, entry, handle=name != "tuple")
         items = list.__iter__(obj) if issubclass(kind, list) else iter(obj)
         for count, item in enumerate(items):
@@ -228,7 +237,7 @@ class Encoder:
         return reference
 
     def _dict(self, obj, depth) -> dict:
-        entry = {"k": "dict", "items": []}
+        entry: dict[str, Any] = {"k": "dict", "items": []}
         reference = self._entry(obj, entry)
         for count, (key, item) in enumerate(dict.items(obj)):
             if count >= MAX_ITEMS:
@@ -251,7 +260,7 @@ class Encoder:
         torch = self.torch
         if t.layout != torch.strided or t.device.type != "cpu" or t.is_quantized or t.is_meta or t.is_nested:
             return self._opaque(t)
-        entry = {"k": "tensor", "cls": "Parameter" if isinstance(t, torch.nn.Parameter) else "Tensor"}
+        entry: dict[str, Any] = {"k": "tensor", "cls": "Parameter" if isinstance(t, torch.nn.Parameter) else "Tensor"}
         reference = self._entry(t, entry)
         data = t
         if t.is_conj() or t.is_neg():
@@ -294,7 +303,7 @@ class Encoder:
     def _exception(self, error, depth) -> dict:
         kind = type(error)
         bases = [base.__name__ for base in kind.__mro__ if base.__module__ == "builtins" and issubclass(base, BaseException)]
-        entry = {
+        entry: dict[str, Any] = {
             "k": "exception",
             "name": kind.__name__[:200],
             "module": str(getattr(kind, "__module__", ""))[:200],
@@ -357,7 +366,7 @@ class Decoder:
                 shell.update(self.value(item) for item in entry["items"])
             return shell
         if kind in ("tuple", "frozenset"):
-            built = (tuple if kind == "tuple" else frozenset)(self.value(item) for item in entry["items"])
+            built: object = (tuple if kind == "tuple" else frozenset)(self.value(item) for item in entry["items"])
         elif kind == "handle":
             built = self.handles.get(entry["h"])
         elif kind == "bytes":
