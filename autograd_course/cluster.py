@@ -25,14 +25,17 @@ what comes back. Workers share no filesystem with it and never touch the course'
   grading was under way on `distributed.scheduler.allowed-failures` + 1 workers that died (3 + 1 by default) is
   given up by Dask (KilledWorker) and gets the status `error`, alone.
 
-Pickled data only travels between the coordinator and workers: the cluster must be the instructor's own (as
-Dask's own protocol assumes). Every payload is one pickled, zlib-compressed blob.
+The cluster must be the instructor's own, on a network only they reach: Dask's own protocol sends pickled
+functions. Our payloads (kit, task, result, and the calls between a worker and its grading process) are read
+as plain data only (loads_plain): strings, bytes, numbers, containers and datetimes, so a worker's reply about
+a student cannot run code in the coordinator, and it is written only into that student's outputs and rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import io
 import logging
 import os
 import pickle
@@ -73,7 +76,25 @@ def pack(value: object) -> bytes:
 
 
 def unpack(blob: bytes) -> Any:
-    return pickle.loads(zlib.decompress(blob))
+    return loads_plain(zlib.decompress(blob))
+
+
+# Every class a payload may name: the rest of a payload is builtin containers, strings, bytes and numbers.
+_PLAIN_CLASSES = {("datetime", "datetime"), ("datetime", "timedelta"), ("datetime", "timezone"), (__name__, "Kit")}
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads plain data only: a payload that names any other class or function is refused, so reading what a
+    worker or a grading process sent cannot run code, whatever happened to them."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _PLAIN_CLASSES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"a payload named {module}.{name}, which is not plain data")
+
+
+def loads_plain(data: bytes) -> Any:
+    return _PlainUnpickler(io.BytesIO(data)).load()
 
 
 # ------------------------------------------------------------------------------------ the grader itself
@@ -158,9 +179,10 @@ def check_workers(client: Client, sandbox: bool) -> None:
     try:
         client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
     except TimeoutError:
+        address = client.scheduler_info().get("address", "ADDRESS")
         raise CourseError(
-            f"no worker joined the scheduler at {client.scheduler.address} within {WORKER_TIMEOUT:g} s: start some "
-            f"with `dask worker {client.scheduler.address} --nthreads 1 --nworkers <cores>`"
+            f"no worker joined the scheduler at {address} within {WORKER_TIMEOUT:g} s: start some "
+            f"with `dask worker {address} --nthreads 1 --nworkers <cores>`"
         ) from None
     ours = grader_fingerprint()
     problems = []
@@ -465,7 +487,7 @@ class _GradingProcess:
     def call(self, name: str, *args: object) -> Any:
         try:
             self.connection.send_bytes(pickle.dumps((name, args), protocol=pickle.HIGHEST_PROTOCOL))
-            ok, value = pickle.loads(self.connection.recv_bytes())
+            ok, value = loads_plain(self.connection.recv_bytes())
         except (EOFError, OSError) as error:
             raise GradingProcessDied(f"the grading process ended ({type(error).__name__}; exit status "
                                      f"{self.process.poll()})") from None
@@ -551,7 +573,7 @@ def main(args: list[str]) -> None:
     connection = Connection(int(args[0]))
     while True:
         try:
-            name, call_args = pickle.loads(connection.recv_bytes())
+            name, call_args = loads_plain(connection.recv_bytes())
         except (EOFError, OSError):
             return
         try:

@@ -31,7 +31,13 @@ from . import outcomes
 from .course import Course, CourseError
 from .intake import stage_as_error, stage_student
 from .results import (
-    RunRecord, StudentResult, check_gradebook, find_students, open_gradebook, read_class, write_grades_csv,
+    RunRecord,
+    StudentResult,
+    check_gradebook,
+    find_students,
+    open_gradebook,
+    read_class,
+    write_grades_csv,
 )
 
 log = logging.getLogger(__name__)

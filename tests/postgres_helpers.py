@@ -91,7 +91,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     folder = Path(tempfile.mkdtemp(prefix="autograd-course-pg-"))
     try:
         with _service_user() as (uid, gid):
-            os.chmod(folder, 0o755)  # the server's user must reach its folders inside
+            os.chmod(folder, 0o755)  # noqa: S103 - the server's user must reach its folders inside (nothing secret)
             data, sockets = folder / "data", folder / "run"
             for path in (data, sockets):
                 path.mkdir(mode=0o700)

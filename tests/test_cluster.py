@@ -22,13 +22,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_helpers import LocalCluster, free_port, local_cluster
-from course_helpers import NOTEBOOKS, copy_course, marks, submit
-from postgres_helpers import PostgresServer, postgres_server
 
 from autograd_course.catalog import solved
 from autograd_course.course import Course
 from autograd_course.demo import CLASS, build_class
+
+from cluster_helpers import LocalCluster, free_port, local_cluster
+from course_helpers import NOTEBOOKS, copy_course, marks, submit
+from postgres_helpers import PostgresServer, postgres_server
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +119,7 @@ def test_the_cluster_grades_the_demo_class_as_a_local_run_does(local, cluster, t
     result = run(course, "grade", "--scheduler", cluster.address)
     assert result.returncode == 0, result.stderr + cluster.logs()
     assert course.grades_csv.read_bytes() == local_csv
-    assert outputs(course) == [path for path in outputs(local_course)]
+    assert outputs(course) == outputs(local_course)
     assert (course.root / "reports" / "index.html").is_file()
     assert f"{len(CLASS)}/{len(CLASS)} students, 0 failed" in result.stderr  # the progress bar, as locally
     for student in CLASS:  # the feedback pages are the ones a local run writes
