@@ -70,6 +70,10 @@ c.RemoveHiddenTestLines.min_length = 16
 # nbconvert's HTML exporter (feedback pages, and formgrader's view of a submission) drops scripts and unsafe HTML
 # from outputs, even if a notebook arrives with them.
 c.HTMLExporter.sanitize_html = True
+# The formgrader's template renders markdown cells with raw HTML kept, which sanitize_html does not reach: there,
+# the student's markdown and raw cells are shown as text (autograd_course/formgrade.py). Feedback pages do this
+# through their own preprocessors, above.
+c.HTMLExporter.preprocessors = ["autograd_course.formgrade.StudentTextInFormgrader"]
 # Seconds `autograd-course grade` gives one student's feedback pages; past it the rendering is killed and the
 # student gets a page per notebook with the scores only (noted in grades.csv).
 c.FeedbackLimits.timeout = 60

@@ -7,6 +7,7 @@ a row with the right status; the run ends in bounded time; and nothing it starte
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -246,6 +247,8 @@ def hostile_class(module_course, tmp_path_factory):
             nbformat.v4.new_markdown_cell("[a](/files/" * 12_000),  # 132 KB; before: hours in nbconvert
             nbformat.v4.new_markdown_cell("\n\n".join(INJECTIONS)),
             nbformat.v4.new_raw_cell("\n".join(INJECTIONS), metadata={"raw_mimetype": "text/html"}),
+            # a copy of an instructor's markdown cell, metadata and all, that says something else
+            nbformat.v4.new_markdown_cell("\n\n".join(INJECTIONS), metadata=_metadata_of(course, q6, "q6-intro")),
         )),
         # a whole test cell, hidden tests included, printed by the student's own code
         "prints_hidden_tests": full(course, q6_basic_gradients=q6_with(
@@ -338,6 +341,12 @@ def hostile_class(module_course, tmp_path_factory):
         "outside": outside, "listener": listener, "students": set(students) | {"empty_folder", "folder_is_a_pipe", "not_utf8_\\udcff"},
         "run_id": run_id,
     }
+
+
+def _metadata_of(course, notebook_id, grade_id):
+    """The release's metadata of one cell, to copy onto another."""
+    nb = submission(course, notebook_id)
+    return copy.deepcopy(dict(nb.cells[_find(nb, grade_id)].metadata))
 
 
 def _answer_cells(nb):
@@ -668,8 +677,43 @@ def test_student_markup_is_shown_as_text_and_never_runs(graded):
     assert active_content(page, XSS) == []
     shown = shown_text(page)
     for injection in INJECTIONS:
-        assert shown.count(injection) == 2, injection  # the markdown cell and the raw cell, as written
+        assert shown.count(injection) == 3, injection  # the two markdown cells and the raw cell, as written
     assert "[a](/files/" * 100 in shown
+
+
+def formgrader_page(course, student: str, notebook_id: str) -> str:
+    """A submission as nbgrader's formgrader shows it to an instructor: its HTMLExporter, configured as the
+    formgrader configures it (the course's configuration, its template), on the autograded notebook."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config import Config
+
+    config = course.nbgrader_config()
+    extra = Config()
+    extra.HTMLExporter.template_name = "formgrade"
+    extra.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    config.merge(extra)
+    resources = {"assignment_id": course.assignment_id, "notebook_id": notebook_id, "submission_id": "s", "index": 0,
+                 "total": 1, "base_url": "/", "student": student, "last_name": "", "first_name": "",
+                 "notebook_path": "n.ipynb"}
+    path = course.autograded_dir / student / course.assignment_id / f"{notebook_id}.ipynb"
+    page, _ = HTMLExporter(config=config).from_filename(str(path), resources=resources)
+    return page
+
+
+def test_student_markup_never_runs_in_the_formgrader_either(graded):
+    """An instructor who opens a submission in the formgrader runs nothing the student wrote, and still sees it."""
+    course = graded["course"]
+    page = formgrader_page(course, "adds_hostile_cells", "q6_basic_gradients")
+    honest = formgrader_page(course, "honest_full", "q6_basic_gradients")
+    # nothing a browser acts on but the formgrader template's own buttons, the same as for an honest notebook
+    assert active_content(page, XSS) == active_content(honest, XSS)
+    assert not [found for found in active_content(page, XSS) if XSS in found]
+    shown = shown_text(page)
+    for injection in INJECTIONS:
+        assert shown.count(injection) == 3, injection
+    # the instructor's own markdown still renders as markdown
+    assert "<h1" in honest and "<pre class=\"student-text\">" not in honest
 
 
 def test_no_feedback_page_shows_a_hidden_line_whoever_printed_it(graded):
