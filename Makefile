@@ -52,6 +52,8 @@ system-deps:
 	@command -v bwrap >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap; }
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
 
-# Debian's Chromium for the browser test (Playwright cannot download its own browser here).
+# Debian's Chromium for the browser test (Playwright cannot download its own browser here), and Debian's PostgreSQL
+# server for the gradebook tests (tests/postgres_helpers.py runs its initdb and pg_ctl; no service is started).
 system-deps-test:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql; }

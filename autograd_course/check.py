@@ -41,6 +41,7 @@ def check_course(course: Course) -> list[str]:
         problems += _check_release_is_clean(course, f"release/{name}", nb, source.get(name))
     problems += _check_grade_ids(source)
     problems += _check_points(course, source)
+    problems += _check_gradebook(course)
     if problems:
         return problems  # grading a course with broken notebooks would only repeat these problems
     with tempfile.TemporaryDirectory(prefix="autograd-course-check-") as scratch:
@@ -146,7 +147,21 @@ def _check_points(course: Course, source: dict) -> list[str]:
     return []
 
 
+def _check_gradebook(course: Course) -> list[str]:
+    """The gradebook grader_config.py names can be reached (its driver installed, its server answering). The
+    check itself grades in a scratch gradebook, never in the course's."""
+    from .results import check_gradebook
+
+    try:
+        check_gradebook(course)
+    except CourseError as error:
+        return [str(error)]
+    return []
+
+
 def _copy_course(course: Course, destination: Path) -> Course:
+    """A scratch copy of the course with a gradebook of its own (a SQLite file in the copy, whatever
+    `CourseDirectory.db_url` the course sets): the check's grading never writes in the course's gradebook."""
     destination.mkdir(parents=True)
     for name in COURSE_FILES:
         path = course.root / name
@@ -154,6 +169,9 @@ def _copy_course(course: Course, destination: Path) -> Course:
             shutil.copytree(path, destination / name)
         elif path.exists():
             shutil.copy2(path, destination / name)
+    with open(destination / "grader_config.py", "a", encoding="utf-8") as config:
+        config.write(f"\n# added by `autograd-course check`: a scratch gradebook\n"
+                     f"c.CourseDirectory.db_url = {'sqlite:///' + str(destination / 'gradebook.db')!r}\n")
     return Course.at(destination)
 
 

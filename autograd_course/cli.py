@@ -27,7 +27,10 @@ def _grade(args) -> int:
 
     course = Course.at(args.root)
     try:
-        results = grade(course, jobs=args.jobs, timeout=args.timeout, student_glob=args.student, sandbox=not args.no_sandbox)
+        results = grade(
+            course, jobs=args.jobs, timeout=args.timeout, student_glob=args.student, sandbox=not args.no_sandbox,
+            scheduler=args.scheduler,
+        )
     except GradingFailed as failure:
         print(format_table(course, failure.results))
         print(f"\nwrote {course.grades_csv}")
@@ -42,9 +45,10 @@ def _grade(args) -> int:
 
 def _report(args) -> int:
     from .report import write_report
-    from .results import write_grades
+    from .results import check_gradebook, write_grades
 
     course = Course.at(args.root)
+    check_gradebook(course)
     results = write_grades(course)
     if results is not None:
         print(f"wrote {course.grades_csv} (from the gradebook: manual grades included)")
@@ -107,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=_positive_float, default=None, help="seconds a cell may run (default: grader_config.py)")
     grade.add_argument("--student", default="*", metavar="GLOB", help="grade only the students whose id matches")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code unsandboxed, as you (unsafe)")
+    grade.add_argument(
+        "--scheduler", metavar="ADDRESS", default=None,
+        help="grade on the workers of this Dask scheduler (tcp://host:8786) instead of locally; --jobs is then not used",
+    )
     grade.set_defaults(func=_grade)
 
     with_root(commands.add_parser("check", help="validate the course (what CI runs)")).set_defaults(func=_check)

@@ -5,6 +5,9 @@ student's notebooks (intake.py); (3) autograde and write feedback with nbgrader,
 ``jobs`` worker processes that each keep a warm judge (judge/); (4) keep each student's nbgrader log and what the
 run knew about them (results.RunRecord, in logs/); (5) write grades.csv from the gradebook, the autograded
 notebooks and those records (results.py, the same code a plain `nbgrader export` runs, through export.py).
+
+With a Dask scheduler (``scheduler``), steps (2) to (4) go student by student through cluster.py: each student is
+staged here, graded by a worker exactly as in (3), and their results written here as they come back.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +30,15 @@ import nbformat
 from . import outcomes
 from .course import Course, CourseError
 from .intake import stage_as_error, stage_student
-from .results import RunRecord, StudentResult, find_students, open_gradebook, read_class, write_grades_csv
+from .results import (
+    RunRecord,
+    StudentResult,
+    check_gradebook,
+    find_students,
+    open_gradebook,
+    read_class,
+    write_grades_csv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,28 +114,45 @@ def grade(
     student_glob: str = "*",
     sandbox: bool = True,
     progress=sys.stderr,
+    scheduler: str | None = None,
 ) -> list[StudentResult]:
     """Grade the selected students and write grades.csv for the whole class. Raises GradingFailed (after writing
-    grades.csv) when nbgrader failed for every student graded."""
+    grades.csv) when nbgrader failed for every student graded.
+
+    ``scheduler``: the address of a Dask scheduler whose workers grade the students (cluster.py); ``jobs`` is then
+    not used (the cluster's worker threads are)."""
     jobs = max(1, jobs or os.cpu_count() or 1)
-    if sandbox:
+    if sandbox and scheduler is None:
         check_sandbox(course)
+    check_gradebook(course)
     students = find_students(course)
     selected = [student for student in students if fnmatch.fnmatchcase(student, student_glob)]
-    log.info("grading %d of %d students with %d jobs", len(selected), len(students), jobs)
-    with _exclusive_work_dir(course) as work:
-        prepare_gradebook(course)
-        staging = work / "submitted"
-        stage_submissions(course, selected, staging)
-        overrides = {
-            "CourseDirectory.submitted_directory": f"{WORK_DIR}/submitted",
-            "SandboxedExecute.sandbox": sandbox,
-        }
-        if timeout is not None:
-            overrides["SandboxedExecute.timeout"] = float(timeout)
-        runs = _grade_students(course, selected, overrides, jobs, progress)
-        for run in runs:
-            _keep_record(course, run, staging)
+    with ExitStack() as stack:
+        client = None
+        if scheduler is not None:
+            from .cluster import check_workers, connect
+
+            client = stack.enter_context(connect(scheduler))
+            check_workers(client, sandbox)
+            log.info("grading %d of %d students on the cluster at %s", len(selected), len(students), scheduler)
+        else:
+            log.info("grading %d of %d students with %d jobs", len(selected), len(students), jobs)
+        with _exclusive_work_dir(course) as work:
+            prepare_gradebook(course)
+            staging = work / "submitted"
+            overrides = {
+                "CourseDirectory.submitted_directory": f"{WORK_DIR}/submitted",
+                "SandboxedExecute.sandbox": sandbox,
+            }
+            if timeout is not None:
+                overrides["SandboxedExecute.timeout"] = float(timeout)
+            if client is None:
+                stage_submissions(course, selected, staging)
+                runs = _grade_students(course, selected, overrides, jobs, progress)
+                for run in runs:
+                    keep_record(course, run, staging)
+            else:
+                runs = _grade_on_cluster(course, client, selected, overrides, staging, progress)
     with open_gradebook(course) as gradebook:
         results = read_class(course, students, gradebook)
     write_grades_csv(course, results)
@@ -138,7 +166,7 @@ def grade(
     return results
 
 
-def _keep_record(course: Course, run: StudentRun, staging: Path) -> None:
+def keep_record(course: Course, run: StudentRun, staging: Path) -> None:
     """What the run knew about a student, for grades.csv now and for a later `nbgrader export` or report."""
     staged = {}
     for notebook_id in course.notebook_ids:
@@ -184,6 +212,18 @@ def _grade_students(course, students, overrides, jobs, progress) -> list[Student
                 log.warning("%s: %s", student, run.problem)
             runs.append(run)
             bar.advance(student, run.problem)
+    bar.finish()
+    return runs
+
+
+def _grade_on_cluster(course, client, students, overrides, staging, progress) -> list[StudentRun]:
+    """Stage, send, and write back each student through the Dask cluster (cluster.py), with the same progress."""
+    from .cluster import grade_on_cluster
+
+    if not students:
+        return []
+    bar = Progress(len(students), progress)
+    runs = grade_on_cluster(course, client, students, overrides, staging, bar)
     bar.finish()
     return runs
 

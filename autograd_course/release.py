@@ -11,18 +11,19 @@ import nbformat
 from .course import Course, CourseError
 
 
-def generate_release(course: Course, release_root: Path | None = None, gradebook: Path | None = None) -> list[Path]:
+def generate_release(course: Course, release_root: Path | None = None, db_url: str | None = None) -> list[Path]:
     """Run nbgrader's generate_assignment; return the release notebooks it wrote.
 
     ``release_root`` (relative to the course root) puts the notebooks somewhere other than release/, and
-    ``gradebook`` records the assignment in that database instead of the course's. nbgrader writes into a
-    staging folder first: the previous release is replaced only once the new one is complete.
+    ``db_url`` records the assignment in that database instead of the course's gradebook (`CourseDirectory.db_url`
+    in grader_config.py). nbgrader writes into a staging folder first: the previous release is replaced only once
+    the new one is complete.
     """
     check_sources(course)
     staging = Path(f".release-staging-{os.getpid()}")
     overrides: dict[str, object] = {"CourseDirectory.release_directory": str(staging)}
-    if gradebook is not None:
-        overrides["CourseDirectory.db_url"] = f"sqlite:///{gradebook}"
+    if db_url is not None:
+        overrides["CourseDirectory.db_url"] = db_url
     try:
         api = course.nbgrader_api(overrides)
         result = api.generate_assignment(course.assignment_id, force=True, create=True)

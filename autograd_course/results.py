@@ -235,6 +235,41 @@ def format_table(course: Course, results: list[StudentResult]) -> str:
     return "\n".join(lines)
 
 
+def check_gradebook(course: Course) -> None:
+    """Raise CourseError, saying why, when the gradebook at the course's `CourseDirectory.db_url` cannot be
+    reached: a setting that is not a database URL, a driver that is not installed, a server that does not answer
+    or refuses us. A SQLite gradebook is a file that nbgrader makes when it is first used: nothing to reach."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(course.db_url)
+    except ArgumentError:
+        raise CourseError(f"CourseDirectory.db_url (grader_config.py) is not a database URL: {course.db_url!r}") from None
+    if url.get_backend_name() == "sqlite":
+        return
+    shown = url.render_as_string(hide_password=True)
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": 10} if url.get_backend_name() == "postgresql" else {})
+    except (NoSuchModuleError, ImportError) as error:
+        hint = ""
+        if url.drivername == "postgresql":
+            hint = "; the PostgreSQL driver installed with this package is psycopg 3: write postgresql+psycopg://..."
+        raise CourseError(f"no database driver for the gradebook at {shown} ({error}){hint}") from None
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as error:  # noqa: BLE001 - the driver's own words say why
+        lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+        raise CourseError(
+            f"cannot reach the gradebook at {shown} (CourseDirectory.db_url in grader_config.py): "
+            f"{lines[0] if lines else type(error).__name__}"
+        ) from None
+    finally:
+        engine.dispose()
+
+
 def open_gradebook(course: Course):
     """nbgrader's Gradebook at the course's `CourseDirectory.db_url` (grader_config.py)."""
     from nbgrader.api import Gradebook
