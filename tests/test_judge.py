@@ -443,3 +443,26 @@ def test_a_wide_tree_left_in_tmp_is_removed_in_time(judge):
         "    open(f'd{index}/f', 'w').close()\nvalue = 1", check("assert value == 1"), timeout=20.0)
     assert verdict.passed(1)
     assert run(judge, "import os\nprint(sorted(os.listdir('/tmp')))").text(0) == f"{FRESH_TMP}\n"
+
+
+# ------------------------------------------------------------------------------------- review 3
+PATCHED_FETCH = (
+    "import sys, torch\nkernel = sys._getframe().f_back.f_locals['self']\noriginal_fetch = kernel.ops['fetch']\n"
+    "def fetch(request):\n    return original_fetch(dict(request, names=list(request['names']) + {extra!r}))\n"
+    "kernel.ops['fetch'] = fetch\n"
+    "def zip(*args):\n    return []\ndef abs(value):\n    return 0.0\n"
+    "def dy_dx(x):\n    return torch.zeros_like(x)  # wrong\n"
+)
+ZIP_CHECK = check(
+    "import torch\ngot = dy_dx(torch.tensor([-3.0, 0.0, 2.0])).tolist()\nexpected = [-3.0, 3.0, 7.0]\n"
+    "assert len(got) == 3 and all(abs(g - e) <= 1e-5 for g, e in zip(got, expected)), 'wrong'")
+
+
+def test_a_kernel_cannot_slip_its_own_builtins_into_a_check(judge):
+    verdict = run(judge, PATCHED_FETCH.format(extra=["zip", "abs"]), ZIP_CHECK)
+    assert not verdict.passed(1)
+    assert "tampered" in verdict.kinds()
+    verdict = run(judge, PATCHED_FETCH.format(extra=["__builtins__"]) + "__builtins__ = {'all': lambda g: True}",
+                  ZIP_CHECK)
+    assert not verdict.passed(1)
+

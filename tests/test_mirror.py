@@ -161,3 +161,25 @@ def test_a_forged_exception_class_is_never_a_builtin_it_does_not_derive_from():
              "args": [], "traceback": []}
     error = rebuild([entry])
     assert isinstance(error, RuntimeError) and not isinstance(error, AssertionError)
+
+
+class Answering:
+    """A judge's line to a kernel that answers every question with one reply."""
+
+    told = False
+    budget = BUDGET
+
+    def __init__(self, reply: dict) -> None:
+        self.reply = reply
+
+    def ask(self, op: str, **fields):
+        return self.reply
+
+
+def test_names_the_check_did_not_ask_for_are_refused():
+    # A patched kernel answering a fetch of `dy_dx` with `abs` or `__builtins__` too would shadow the judge's own.
+    values = {"root": {"$": 0}, "objects": [{"k": "dict", "items": [["dy_dx", 1], ["abs", {"$": 1}]]},
+                                            {"k": "callable", "h": 7, "name": "abs"}]}
+    with pytest.raises(MalformedValues, match="did not ask for"):
+        Mirror(Answering({"values": values})).fetch(["dy_dx"])
+    assert Mirror(Answering({"values": values})).fetch(["dy_dx", "abs"])["dy_dx"] == 1

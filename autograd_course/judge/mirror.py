@@ -97,6 +97,10 @@ class Mirror:
         values = self.rebuild(reply.get("values"))
         if type(values) is not dict or not all(type(name) is str for name in values):
             raise MalformedValues("the kernel's names are not a dictionary of names")
+        # Only the names asked for: a name the check did not ask for (a builtin such as `abs` or `zip`, the
+        # check's own helper, `__builtins__`) would shadow the judge's own in the check's namespace.
+        if not set(values) <= set(names):
+            raise MalformedValues("the kernel sent names the check did not ask for")
         return values
 
     def answer(self, reply: dict):

@@ -242,6 +242,7 @@ class NotebookJudge:
                     raise MalformedValues("the kernel's names are not a list")
                 wanted = sorted(_names_to_fetch(body, tail) & set(student_names))
                 fetched = mirror.fetch(wanted) if wanted else {}
+                fetched = {name: fetched[name] for name in wanted if name in fetched}  # never any other name
                 namespace.update(fetched)
                 sys.stdout = sys.stderr = stdout
                 # The alarm only stops a check's own computation: questions to the kernel end at the deadline.
