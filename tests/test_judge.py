@@ -466,3 +466,10 @@ def test_a_kernel_cannot_slip_its_own_builtins_into_a_check(judge):
                   ZIP_CHECK)
     assert not verdict.passed(1)
 
+
+def test_a_students_function_cannot_replace_a_helper_an_earlier_check_defined(judge):
+    verdict = run(judge,
+        "def close(got, expected):\n    return True\nvalue = 2",
+        check("def close(got, expected):\n    return abs(got - expected) < 1e-6\nassert close(value, 2)"),
+        check("assert close(value, 3), 'wrong'"))
+    assert verdict.passed(1) and not verdict.passed(2)

@@ -240,7 +240,9 @@ class NotebookJudge:
                 student_names = remote.ask("names").get("names")
                 if type(student_names) is not list:
                     raise MalformedValues("the kernel's names are not a list")
-                wanted = sorted(_names_to_fetch(body, tail) & set(student_names))
+                # Not the helpers an earlier check defined either: a student's function of the same name would
+                # replace them.
+                wanted = sorted(_names_to_fetch(body, tail) & set(student_names) - _check_helpers(namespace))
                 fetched = mirror.fetch(wanted) if wanted else {}
                 fetched = {name: fetched[name] for name in wanted if name in fetched}  # never any other name
                 namespace.update(fetched)
@@ -377,6 +379,12 @@ def _names_to_fetch(body: types.CodeType, tail: types.CodeType | None) -> set[st
         reads |= _global_reads(code)
         binds |= {ins.argval for ins in dis.get_instructions(code) if ins.opname in ("STORE_NAME", "DELETE_NAME")}
     return reads - binds - BUILTIN_NAMES
+
+
+def _check_helpers(namespace: dict) -> set[str]:
+    """The functions and classes that checks defined or imported (``def close(...)``): a copy of a student's
+    object is never one (their functions are StudentFunction stand-ins)."""
+    return {name for name, value in namespace.items() if isinstance(value, (types.FunctionType, type))}
 
 
 def _global_reads(code: types.CodeType) -> set[str]:
