@@ -7,6 +7,8 @@ the verdict: each cell's outputs, and the events that become grades.csv's status
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from nbformat import from_dict
 from nbgrader.utils import determine_grade
@@ -473,3 +475,20 @@ def test_a_students_function_cannot_replace_a_helper_an_earlier_check_defined(ju
         check("def close(got, expected):\n    return abs(got - expected) < 1e-6\nassert close(value, 2)"),
         check("assert close(value, 3), 'wrong'"))
     assert verdict.passed(1) and not verdict.passed(2)
+
+
+def test_rebuilding_the_values_a_check_reads_is_bounded_by_the_checks_time(judge):
+    # Each frame of a traceback costs the judge a compile: 150 KB of exceptions took 10 s to rebuild, past any
+    # deadline, and 64 MiB would have held a grading worker until the judge was killed.
+    flood = (
+        "import sys\nkernel = sys._getframe().f_back.f_locals['self']\n"
+        "error = {'k': 'exception', 'name': 'RuntimeError', 'bases': ['RuntimeError'], 'module': 'builtins',\n"
+        "         'message': '', 'args': [], 'traceback': [['f.py', 100000, 'g', 'x']] * 32}\n"
+        "objects = [{'k': 'dict', 'items': [['value', {'$': 1}]]}, {'k': 'list', 'items': [{'$': i + 2} for i in range(400)]}]\n"
+        "objects += [error] * 400\n"
+        "kernel.ops['fetch'] = lambda request: {'values': {'root': {'$': 0}, 'objects': objects}}\nvalue = 1")
+    started = time.monotonic()
+    verdict = run(judge, flood, check("assert value == 1"), "print('after')", timeout=1.0)
+    assert time.monotonic() - started < 20
+    assert verdict.error(1)["ename"] == "CellTimeoutError"
+    assert verdict.text(2) == "after\n"

@@ -234,6 +234,10 @@ class NotebookJudge:
         namespace = self.check_names
         previous_alarm = signal.signal(signal.SIGALRM, _check_out_of_time)
         try:
+            # The alarm stops the judge's own work for the check, rebuilding the student's objects included (a few
+            # bytes of a message can cost much work to rebuild: a traceback's frames, say); questions to the
+            # kernel end at the deadline by themselves.
+            signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001) + 2 * GRACE_SECONDS)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 body, tail = _compile_cell(cell.source, filename)
@@ -247,8 +251,6 @@ class NotebookJudge:
                 fetched = {name: fetched[name] for name in wanted if name in fetched}  # never any other name
                 namespace.update(fetched)
                 sys.stdout = sys.stderr = stdout
-                # The alarm only stops a check's own computation: questions to the kernel end at the deadline.
-                signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001) + 2 * GRACE_SECONDS)
                 try:
                     exec(body, namespace)
                     if tail is not None:
