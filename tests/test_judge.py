@@ -492,3 +492,22 @@ def test_rebuilding_the_values_a_check_reads_is_bounded_by_the_checks_time(judge
     assert time.monotonic() - started < 20
     assert verdict.error(1)["ename"] == "CellTimeoutError"
     assert verdict.text(2) == "after\n"
+
+
+def test_an_exception_reported_without_frames_is_still_the_students(judge):
+    # With traceback.walk_tb broken the kernel reports no frames: the judge must not take the error for its own.
+    student = (
+        "import torch, traceback\ntraceback.walk_tb = None\ncalls = []\ndef dy_dx(x):\n    calls.append(x.tolist())\n"
+        "    if len(calls) == 2:\n        raise type('Leak', (ValueError,), {})('inputs: ' + repr(calls))\n    return 2 * x + 3")
+    source = ("import torch\nassert dy_dx(torch.tensor([2.0])).tolist() == [7.0]\n### BEGIN HIDDEN TESTS\n"
+              "dy_dx(torch.tensor([-8.125]))\n### END HIDDEN TESTS")
+    plan_cells = [
+        {"index": 0, "name": "answer", "source": student, "is_test": False},
+        {"index": 1, "name": "check", "source": source, "is_test": True, "hidden_lines": [3, 4, 5]},
+    ]
+    verdict = Verdict(judge.judge({"cells": plan_cells, "cell_timeout": 5.0, "budget": 20.0, "output_limit": 100_000, "memory_mb": 2048}))
+    assert verdict.error(1)["evalue"] == "raised by your code while a hidden part of this check ran it"
+    assert "8.125" not in str(verdict.cells[1]) and "Leak" not in str(verdict.cells[1])
+    # and an exception that was never raised still has no traceback in the check
+    verdict = run(judge, "error = RuntimeError('made up')", check("assert error.__traceback__ is None"))
+    assert verdict.passed(1)

@@ -294,6 +294,8 @@ class _Builder:
             error.args = args
         if cls is not base:
             setattr(error, "_student_message", message)  # noqa: B010 - only _exception_class's classes read it
+        # Whatever its traceback says (the kernel may report no frames at all): the judge knows it for the student's.
+        setattr(error, FROM_THE_STUDENT, True)
         return error.with_traceback(_traceback(entry["traceback"]))
 
 
@@ -358,6 +360,10 @@ def _traceback(frames: list) -> types.TracebackType | None:
         STUDENT_LINES[frame.f_code] = str(text[0] if text else "")[:300]
         tb = types.TracebackType(tb, frame, lasti, line)
     return tb
+
+
+# The attribute that marks an exception rebuilt from the kernel's report (exceptions cannot be weakly referenced).
+FROM_THE_STUDENT = "_autograd_course_from_the_student"
 
 
 # The source line of each frame rebuilt from a student's traceback, as the kernel reported it. The judge never

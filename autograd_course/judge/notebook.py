@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..sandbox.client import Kernel, KernelLost, Sandbox, SandboxLost
-from .mirror import STUDENT_LINES, CheckOutOfTime, CheckTooLarge, MalformedValues, Mirror, Remote
+from .mirror import FROM_THE_STUDENT, STUDENT_LINES, CheckOutOfTime, CheckTooLarge, MalformedValues, Mirror, Remote
 
 GRACE_SECONDS = 2.0  # past a cell's limit, how long its kernel may take to report its own timeout
 OWN_FILES = str(Path(__file__).resolve().parent.parent)  # the grader's frames never show in a traceback
@@ -406,7 +406,8 @@ def _describe_failure(exc: BaseException, check_file: str, hidden_lines: set[int
     the hidden test passed in."""
     frames = list(traceback.walk_tb(exc.__traceback__))
     hidden_call = any(frame.f_code.co_filename == check_file and line in hidden_lines for frame, line in frames)
-    if hidden_call and any(frame.f_code in STUDENT_LINES for frame, _ in frames):
+    from_student = getattr(exc, FROM_THE_STUDENT, False) is True or any(frame.f_code in STUDENT_LINES for frame, _ in frames)
+    if hidden_call and from_student:
         ename = next((base.__name__ for base in type(exc).__mro__ if base.__module__ == "builtins"), "Exception")
         evalue = "raised by your code while a hidden part of this check ran it"
         return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
