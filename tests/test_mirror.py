@@ -183,3 +183,26 @@ def test_names_the_check_did_not_ask_for_are_refused():
     with pytest.raises(MalformedValues, match="did not ask for"):
         Mirror(Answering({"values": values})).fetch(["dy_dx"])
     assert Mirror(Answering({"values": values})).fetch(["dy_dx", "abs"])["dy_dx"] == 1
+
+
+def test_reading_a_students_traceback_never_opens_the_files_it_names(tmp_path, monkeypatch):
+    # The judge runs outside the sandbox: a check's traceback.extract_tb must not read the gradebook, a source
+    # notebook or /dev/zero because a student's frame names it.
+    import traceback
+
+    secret = tmp_path / "gradebook.txt"
+    secret.write_text("the hidden answer\n")
+    frames = [[str(secret), 1, "f", "what the kernel said"], ["/dev/zero", 1, "g", ""], [str(secret), 99_999, "h", ""]]
+    error = rebuild([{"k": "exception", "name": "RuntimeError", "bases": ["RuntimeError"], "module": "builtins",
+                      "message": "", "args": [], "traceback": frames}])
+    opened = []
+
+    def refuse(name):
+        opened.append(name)
+        raise OSError("not to be opened")
+
+    monkeypatch.setattr("tokenize.open", refuse)
+    summary = traceback.extract_tb(error.__traceback__)
+    monkeypatch.undo()
+    assert [frame.line for frame in summary] == ["what the kernel said", "", ""]
+    assert opened == []

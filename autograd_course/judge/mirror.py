@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import builtins
 import ctypes
+import linecache
 import math
 import re
 import sys
@@ -358,6 +359,7 @@ def _traceback(frames: list) -> types.TracebackType | None:
         line = min(max(int(line), 1), 100_000)
         frame, lasti = _frame_at(str(filename)[:500], str(function)[:200], line)
         STUDENT_LINES[frame.f_code] = str(text[0] if text else "")[:300]
+        _seed_linecache(frame.f_code.co_filename, line, STUDENT_LINES[frame.f_code])
         tb = types.TracebackType(tb, frame, lasti, line)
     return tb
 
@@ -369,6 +371,35 @@ FROM_THE_STUDENT = "_autograd_course_from_the_student"
 # The source line of each frame rebuilt from a student's traceback, as the kernel reported it. The judge never
 # reads a file a student names: a traceback is shown from these.
 STUDENT_LINES: weakref.WeakKeyDictionary[types.CodeType, str] = weakref.WeakKeyDictionary()
+
+
+# The files a student's traceback named, whose lines linecache holds from the kernel's report, and how many lines
+# those hold in all (a bound on the memory they take: a frame may claim line 100000 of a file).
+_SEEDED: set[str] = set()
+MAX_SEEDED_LINES = 1_000_000
+_seeded_lines = 0
+
+
+def _seed_linecache(filename: str, line: int, text: str) -> None:
+    """Give linecache the student's line for a file their traceback names, so that a check reading the traceback
+    (``traceback.extract_tb``, ``format_exception``) never opens it: the judge runs outside the sandbox, as the
+    instructor, and the name could be the gradebook, a source notebook, another student's work or a device
+    (``/dev/zero`` took the judge's whole memory). A file linecache already read for the judge's own frames is
+    left as it is (a student's frame that names it gets that file's line, as in the student's process)."""
+    global _seeded_lines
+    if filename.startswith("<") and filename.endswith(">"):
+        return  # linecache never opens these
+    if filename in linecache.cache and filename not in _SEEDED:
+        return
+    _SEEDED.add(filename)
+    lines: list[str] = linecache.getlines(filename) if filename in linecache.cache else []  # ours: changed in place
+    if line > len(lines) and _seeded_lines + line - len(lines) <= MAX_SEEDED_LINES:
+        _seeded_lines += line - len(lines)
+        lines += [""] * (line - len(lines))
+    if line <= len(lines):
+        lines[line - 1] = text.rstrip("\n") + "\n"
+    # No modification time: linecache.checkcache leaves such an entry alone and never reads the file.
+    linecache.cache[filename] = (0, None, lines, filename)
 
 
 def _frame_at(filename: str, function: str, line: int) -> tuple[types.FrameType, int]:
