@@ -511,3 +511,13 @@ def test_an_exception_reported_without_frames_is_still_the_students(judge):
     # and an exception that was never raised still has no traceback in the check
     verdict = run(judge, "error = RuntimeError('made up')", check("assert error.__traceback__ is None"))
     assert verdict.passed(1)
+
+
+def test_a_student_function_cannot_end_a_checks_iteration_early(judge):
+    # StopIteration raised through map() would end the list early: zip() then compares nothing.
+    verdict = run(judge,
+        "import torch\ndef dy_dx(x):\n    raise StopIteration",
+        check("import torch\npoints = [torch.tensor([1.0]), torch.tensor([2.0])]\n"
+              "got = list(map(dy_dx, points))\nassert all(g.tolist() == [2 * p.item() + 3] for g, p in zip(got, points))"))
+    assert not verdict.passed(1)
+    assert verdict.error(1)["ename"] == "RuntimeError"

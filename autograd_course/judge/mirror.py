@@ -110,6 +110,12 @@ class Mirror:
             error = self.rebuild(reply["raised"])
             if not isinstance(error, Exception):
                 raise MalformedValues("the kernel raised something that is not an exception")
+            if isinstance(error, (StopIteration, StopAsyncIteration)):
+                # Raised through a check's map() or next(), it would end an iteration early instead of failing:
+                # list(map(student_function, inputs)) would come back short. Python does the same in a generator.
+                wrapped = RuntimeError(f"the student's code raised {type(error).__name__}")
+                setattr(wrapped, FROM_THE_STUDENT, True)
+                raise wrapped from error
             raise error
         return self.rebuild(reply.get("result"))
 
