@@ -238,25 +238,26 @@ class NotebookJudge:
             # bytes of a message can cost much work to rebuild: a traceback's frames, say); questions to the
             # kernel end at the deadline by themselves.
             signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001) + 2 * GRACE_SECONDS)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                body, tail = _compile_cell(cell.source, filename)
-                student_names = remote.ask("names").get("names")
-                if type(student_names) is not list:
-                    raise MalformedValues("the kernel's names are not a list")
-                # Not the helpers an earlier check defined either: a student's function of the same name would
-                # replace them.
-                wanted = sorted(_names_to_fetch(body, tail) & set(student_names) - _check_helpers(namespace))
-                fetched = mirror.fetch(wanted) if wanted else {}
-                fetched = {name: fetched[name] for name in wanted if name in fetched}  # never any other name
-                namespace.update(fetched)
-                sys.stdout = sys.stderr = stdout
-                try:
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    body, tail = _compile_cell(cell.source, filename)
+                    student_names = remote.ask("names").get("names")
+                    if type(student_names) is not list:
+                        raise MalformedValues("the kernel's names are not a list")
+                    # Not the helpers an earlier check defined either: a student's function of the same name would
+                    # replace them.
+                    wanted = sorted(_names_to_fetch(body, tail) & set(student_names) - _check_helpers(namespace))
+                    fetched = mirror.fetch(wanted) if wanted else {}
+                    fetched = {name: fetched[name] for name in wanted if name in fetched}  # never any other name
+                    namespace.update(fetched)
+                    sys.stdout = sys.stderr = stdout
                     exec(body, namespace)
                     if tail is not None:
                         value = eval(tail, namespace)
-                finally:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
+            finally:
+                # Disarmed before any handler below runs: stopping a kernel may take a while.
+                signal.setitimer(signal.ITIMER_REAL, 0)
         except CheckOutOfTime:
             self._event("timeout", cell, f"the check ran longer than {self.plan.cell_timeout:g} s")
             error = _error("CellTimeoutError", f"the check ran longer than {self.plan.cell_timeout:g} s")
