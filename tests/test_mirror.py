@@ -206,3 +206,26 @@ def test_reading_a_students_traceback_never_opens_the_files_it_names(tmp_path, m
     monkeypatch.undo()
     assert [frame.line for frame in summary] == ["what the kernel said", "", ""]
     assert opened == []
+
+
+def test_a_check_passes_the_bytes_of_its_arguments_not_of_their_whole_storage():
+    from autograd_course.judge.mirror import Outgoing
+    from autograd_course.sandbox.snapshot import Decoder
+
+    def passed(*arguments):
+        message = json.loads(json.dumps(Outgoing(Mirror(NoKernel())).message(list(arguments))))
+        return Decoder(Handles()).message(message)
+
+    table = torch.tensor([[1.5, -2.0], [6.0, -1.0]])  # a hidden input, and the expected output beside it
+    (first,) = passed(table[0])
+    assert first.tolist() == [1.5, -2.0] and first.untyped_storage().nbytes() == 8
+    (second,) = passed(table[1])
+    assert second.tolist() == [6.0, -1.0] and second.untyped_storage().nbytes() == 8
+    # views of one storage still share it, with their strides, and the bytes between them
+    column, corner, transposed = passed(table[:, 1], table[1, 0], table.t())
+    assert column.tolist() == [-2.0, -1.0] and corner.item() == 6.0 and transposed.tolist() == [[1.5, 6.0], [-2.0, -1.0]]
+    assert column.untyped_storage().data_ptr() == corner.untyped_storage().data_ptr() == transposed.untyped_storage().data_ptr()
+    numbers = torch.arange(10, dtype=torch.float64)
+    pair, words, empty = passed(numbers[3:5], numbers[3:5].view(torch.int32), numbers[9:9])
+    assert pair.tolist() == [3.0, 4.0] and torch.equal(words, numbers[3:5].view(torch.int32)) and empty.numel() == 0
+    assert pair.untyped_storage().nbytes() == 16

@@ -480,10 +480,28 @@ class Outgoing:
         self.objects: list[dict] = []
         self.memo: dict[int, int] = {}
         self.storages: dict[tuple[int, int], int] = {}
+        self.views: dict[int, list[tuple[dict, int, int]]] = {}  # storage entry -> (tensor entry, first, end byte)
         self.keep: list = []
 
     def message(self, root) -> dict:
-        return {"root": self.value(root), "objects": self.objects}
+        message = {"root": self.value(root), "objects": self.objects}
+        self._trim_storages()
+        return message
+
+    def _trim_storages(self) -> None:
+        """Each storage sent holds only the bytes the tensors passed view, not the whole storage: a check that
+        passes ``table[0]`` must not hand the student's code ``table[1]`` (the expected outputs, say)."""
+        for index, views in self.views.items():
+            storage = self.keep[self.objects[index]["keep"]]
+            first = min((start for _, start, end in views if end > start), default=0)
+            # Every view's offset stays a whole number of its elements (dtype sizes are powers of two).
+            first -= first % max(_dtype(entry["dtype"]).itemsize for entry, _, _ in views)
+            end = max((end for _, start, end in views if end > start), default=first)
+            raw = ctypes.string_at(storage.data_ptr() + first, end - first) if end > first else b""
+            self.objects[index] = {"k": "storage", "b64": base64.b64encode(raw).decode("ascii")}
+            for entry, start, stop in views:
+                itemsize = _dtype(entry["dtype"]).itemsize
+                entry["offset"] = (start - first) // itemsize if stop > start else 0
 
     def _entry(self, obj, entry: dict) -> dict:
         self.memo[id(obj)] = len(self.objects)
@@ -535,10 +553,11 @@ class Outgoing:
         storage = data.untyped_storage()
         key = (storage.data_ptr(), storage.nbytes())
         if key not in self.storages:
-            raw = ctypes.string_at(storage.data_ptr(), storage.nbytes()) if storage.nbytes() else b""
+            # Its bytes are filled in by _trim_storages, once every tensor that views it is known.
             self.storages[key] = len(self.objects)
+            self.views[len(self.objects)] = []
             self.keep.append(storage)
-            self.objects.append({"k": "storage", "b64": base64.b64encode(raw).decode("ascii")})
+            self.objects.append({"k": "storage", "keep": len(self.keep) - 1})
         entry = {
             "k": "tensor",
             "cls": "Parameter" if isinstance(tensor, torch.nn.Parameter) else "Tensor",
@@ -550,6 +569,11 @@ class Outgoing:
             "requires_grad": bool(tensor.requires_grad),
             "grad": None,
         }
+        itemsize = data.dtype.itemsize
+        start = int(data.storage_offset()) * itemsize
+        steps = zip(data.shape, data.stride(), strict=True)
+        extent = 0 if data.numel() == 0 else 1 + sum((int(size) - 1) * int(step) for size, step in steps)
+        self.views[self.storages[key]].append((entry, start, start + extent * itemsize))
         reference = self._entry(tensor, entry)
         if tensor.is_leaf and tensor.grad is not None:
             entry["grad"] = self.value(tensor.grad)
