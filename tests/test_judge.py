@@ -521,3 +521,15 @@ def test_a_student_function_cannot_end_a_checks_iteration_early(judge):
               "got = list(map(dy_dx, points))\nassert all(g.tolist() == [2 * p.item() + 3] for g, p in zip(got, points))"))
     assert not verdict.passed(1)
     assert verdict.error(1)["ename"] == "RuntimeError"
+
+
+def test_a_huge_range_cannot_hold_the_judge_beyond_the_checks_time(judge):
+    # torch.as_tensor(range(10**12)) loops in C, where the check's alarm cannot stop it.
+    started = time.monotonic()
+    verdict = run(judge,
+        "def analytic_gradients(x, w):\n    return range(10**12), range(2)",
+        check("import torch\nresult = analytic_gradients(torch.tensor([2.0]), torch.tensor([1.0, 3.0]))\n"
+              "assert torch.as_tensor(result[0]).flatten().tolist() == [7.0]"),
+        timeout=1.0, budget=3.0)
+    assert time.monotonic() - started < 20
+    assert verdict.error(1)["ename"] == "ResourceLimitError"

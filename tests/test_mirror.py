@@ -103,6 +103,14 @@ def test_the_kernel_stops_encoding_past_its_budget():
         Encoder(Handles(), 10_000).message(torch.zeros(100_000))
 
 
+@pytest.mark.parametrize("stop", [10**12, 10**30])
+def test_a_range_claiming_more_items_than_the_check_may_read_is_refused(stop):
+    # torch.as_tensor(range(10**12)) in a check would loop in C for hours, beyond the reach of the check's alarm
+    with pytest.raises(CheckTooLarge):
+        rebuild([{"k": "range", "start": 0, "stop": stop, "step": 1}])
+    assert across(range(1, 9, 2)) == range(1, 9, 2) and across(range(-5, 10**12, 10**11)) == range(-5, 10**12, 10**11)
+
+
 def test_a_tensor_claiming_more_elements_than_the_check_may_read_is_never_allocated():
     objects = [
         {"k": "tensor", "dtype": "float32", "shape": [10**6, 10**6], "stride": [0, 0], "offset": 0,

@@ -214,7 +214,12 @@ class _Builder:
         if kind == "complex":
             return complex(float(entry["re"]), float(entry["im"]))
         if kind == "range":
-            return range(int(entry["start"]), int(entry["stop"]), int(entry["step"]))
+            built_range = range(int(entry["start"]), int(entry["stop"]), int(entry["step"]))
+            # A few bytes that stand for any number of items: a check that makes a list or a tensor of it
+            # (torch.as_tensor(range(10**12)) loops in C, out of the alarm's reach) pays for every one.
+            if built_range.start != built_range.stop and _length(built_range) * 8 > self.mirror.remote.budget:
+                raise CheckTooLarge()
+            return built_range
         if kind == "size":
             return torch.Size([int(n) for n in entry["items"]])
         if kind == "dtype":
@@ -420,6 +425,13 @@ def _frame_at(filename: str, function: str, line: int) -> tuple[types.FrameType,
     exec(code, scope)
     lasti = next((2 * index for index, (start, *_) in enumerate(code.co_positions()) if start == line), 0)
     return scope["frame"], lasti
+
+
+def _length(values: range) -> int:
+    try:
+        return len(values)
+    except OverflowError:  # more items than an index can count
+        return sys.maxsize
 
 
 def _dtype(name) -> torch.dtype:
