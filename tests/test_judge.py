@@ -533,3 +533,17 @@ def test_a_huge_range_cannot_hold_the_judge_beyond_the_checks_time(judge):
         timeout=1.0, budget=3.0)
     assert time.monotonic() - started < 20
     assert verdict.error(1)["ename"] == "ResourceLimitError"
+
+
+def test_shared_parts_cannot_make_a_small_value_too_large_to_convert(judge):
+    # Forty lists that convert as 2**40 numbers: torch.as_tensor walks them in C, out of the check's alarm, and
+    # held the judge until it was killed.
+    started = time.monotonic()
+    verdict = run(judge,
+        "def analytic_gradients(x, w):\n    rows = [0.0]\n    for _ in range(40):\n        rows = [rows, rows]\n"
+        "    return rows, [x, x]",
+        check("import torch\nresult = analytic_gradients(torch.tensor([2.0]), torch.tensor([1.0, 3.0]))\n"
+              "assert torch.as_tensor(result[0]).flatten().tolist() == [7.0]"),
+        timeout=1.0, budget=3.0)
+    assert time.monotonic() - started < 20
+    assert verdict.error(1)["ename"] == "ResourceLimitError"

@@ -163,6 +163,10 @@ class _Builder:
         self.mirror, self.objects = mirror, objects
         self.built: dict[int, object] = {}
         self.pending_grads: list[tuple[torch.Tensor, object]] = []
+        # Each container's size with every shared part counted as often as it is reached: what repr(), hash(),
+        # == or torch.as_tensor() walk, in C, where the check's alarm cannot stop them.
+        self.sizes: dict[int, int] = {}
+        self.max_size = max(mirror.remote.budget // 4, 1)
 
     def finish(self) -> None:
         while self.pending_grads:
@@ -197,20 +201,24 @@ class _Builder:
             shell = {"list": list, "dict": dict, "set": set}[kind]()
             self.built[index] = shell
             self.mirror.remember(shell, entry.get("h"))
-            if kind == "list":
-                shell.extend(self.value(item, depth) for item in entry["items"])
-            elif kind == "dict":
-                for key, item in entry["items"]:
-                    shell[self.value(key, depth)] = self.value(item, depth)
+            if kind == "dict":
+                pairs = [(self.value(key, depth), self.value(item, depth)) for key, item in entry["items"]]
+                self._sized(index, [part for pair in entry["items"] for part in pair])
+                for key, item in pairs:
+                    shell[key] = item  # hashed only once known to be small enough
             else:
-                shell.update(self.value(item, depth) for item in entry["items"])
+                items = [self.value(item, depth) for item in entry["items"]]
+                self._sized(index, entry["items"])
+                shell.extend(items) if kind == "list" else shell.update(items)
             return shell
-        if kind == "tuple":
-            return tuple(self.value(item, depth) for item in entry["items"])
-        if kind == "frozenset":
-            return frozenset(self.value(item, depth) for item in entry["items"])
+        if kind in ("tuple", "frozenset"):
+            items = [self.value(item, depth) for item in entry["items"]]
+            self._sized(index, entry["items"])
+            return tuple(items) if kind == "tuple" else frozenset(items)
         if kind == "bytes":
-            return base64.b64decode(entry["b64"], validate=True)
+            raw = base64.b64decode(entry["b64"], validate=True)
+            self.sizes[index] = 1 + len(raw) // 8
+            return raw
         if kind == "complex":
             return complex(float(entry["re"]), float(entry["im"]))
         if kind == "range":
@@ -234,7 +242,7 @@ class _Builder:
         if kind == "ndarray":
             return _ndarray(entry)
         if kind == "exception":
-            return self._exception(entry, depth)
+            return self._exception(index, entry, depth)
         if kind == "callable":
             return StudentFunction(self.mirror, entry["h"], str(entry["name"])[:200])
         if kind == "module":
@@ -242,6 +250,21 @@ class _Builder:
         if kind == "object":
             return StudentObject(self.mirror, entry.get("h"), str(entry["type"])[:200], str(entry["repr"])[:1000])
         raise TypeError(f"unknown kind {kind!r}")
+
+    def _sized(self, index: int, parts: list) -> None:
+        """Record a container's size (its parts, each counted in full); refuse one larger than the check may read.
+        A part still being built (a cycle) counts once: Python's repr and torch stop at cycles."""
+        size = 1
+        for part in parts:
+            if type(part) is str:
+                size += 1 + len(part) // 8
+            elif type(part) is dict and type(part.get("$")) is int:
+                size += self.sizes.get(part["$"], 1)
+            else:
+                size += 1
+            if size > self.max_size:
+                raise CheckTooLarge()
+        self.sizes[index] = size
 
     def _tensor(self, index: int, entry: dict, depth: int) -> torch.Tensor:
         storage = self.value(entry["storage"], depth)
@@ -285,7 +308,7 @@ class _Builder:
             self.pending_grads.append((tensor, entry["grad"]))
         return tensor
 
-    def _exception(self, entry: dict, depth: int) -> Exception:
+    def _exception(self, index: int, entry: dict, depth: int) -> Exception:
         base = Exception
         for name in entry["bases"]:
             candidate = getattr(builtins, str(name), None)
@@ -295,6 +318,7 @@ class _Builder:
         name = str(entry["name"])
         message = str(entry["message"])
         args = tuple(self.value(arg, depth) for arg in entry["args"])
+        self._sized(index, [message, *entry["args"]])  # str() of an exception is the repr of its arguments
         if entry.get("module") == "builtins" and name == base.__name__:
             cls = base
         else:
