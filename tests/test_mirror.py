@@ -278,3 +278,15 @@ def test_shared_parts_within_the_budget_keep_their_sharing():
     row = [1.0] * 100
     copied = across({"rows": [row] * 100, "cycle": (cycle := [row]), "again": cycle})
     assert copied["rows"][0] is copied["rows"][99] and copied["cycle"] is copied["again"]
+
+
+def test_shared_parts_are_counted_across_the_messages_of_one_check():
+    mirror = Mirror(NoKernel())
+    objects = shared_tuples(16)
+    objects[0]["h"] = 5
+    mirror.rebuild({"root": {"$": 0}, "objects": objects})  # within the budget on its own
+    # a call's result: two tuples that each hold the copy of handle 5 (the first message's root)
+    again = [{"k": "list", "items": [{"$": 1}, {"$": 2}]}, {"k": "tuple", "items": [0, {"$": 3}]},
+             {"k": "tuple", "items": [1, {"$": 3}]}, {"k": "tuple", "items": [], "h": 5}]
+    with pytest.raises(CheckTooLarge):
+        mirror.rebuild({"root": {"$": 0}, "objects": again})

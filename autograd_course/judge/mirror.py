@@ -91,6 +91,7 @@ class Mirror:
         self.remote = remote
         self.by_handle: dict[int, object] = {}
         self.handles: dict[int, tuple[object, int]] = {}  # id(copy) -> (copy, the kernel's handle)
+        self.sizes: dict[int, int] = {}  # the kernel's handle -> the size of its copy, as _Builder counts it
 
     # ---------------------------------------------------------------------------------- questions
     def fetch(self, names: list[str]) -> dict:
@@ -189,10 +190,13 @@ class _Builder:
         handle = entry.get("h")
         if type(handle) is int and handle in self.mirror.by_handle:
             self.built[index] = self.mirror.by_handle[handle]
+            self.sizes[index] = self.mirror.sizes.get(handle, 1)  # built for an earlier message of this check
             return self.built[index]
         built = self._build(index, entry, depth + 1)
         self.built[index] = built
         self.mirror.remember(built, handle)
+        if type(handle) is int and index in self.sizes:
+            self.mirror.sizes[handle] = self.sizes[index]
         return built
 
     def _build(self, index: int, entry: dict, depth: int):
