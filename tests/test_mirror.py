@@ -290,3 +290,11 @@ def test_shared_parts_are_counted_across_the_messages_of_one_check():
              {"k": "tuple", "items": [1, {"$": 3}]}, {"k": "tuple", "items": [], "h": 5}]
     with pytest.raises(CheckTooLarge):
         mirror.rebuild({"root": {"$": 0}, "objects": again})
+
+
+def test_a_graph_reaches_each_of_its_leaves_once():
+    leaf = tensor_entry(requires_grad=True, h=1, storage={"$": 1})
+    output = tensor_entry(h=2, storage={"$": 1},
+                          node={"name": "AddBackward0", "leaves": [{"$": 2}] * 1000, "metadata": None, "backward_calls": 1})
+    copy = rebuild([output, STORAGE, leaf])
+    assert type(copy.grad_fn).__name__ == "AddBackward" and len(copy.grad_fn.next_functions) == 1

@@ -293,7 +293,10 @@ class _Builder:
                     tensor.requires_grad_(True)
             else:
                 leaves = [self.value(leaf, depth) for leaf in node["leaves"]]
-                leaves = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor) and leaf.requires_grad]
+                # Each leaf once, as the kernel's graph_leaves lists them: a million references to one leaf
+                # would be a million inputs to the stand-in node, each walked in C.
+                unique = {id(leaf): leaf for leaf in leaves if isinstance(leaf, torch.Tensor) and leaf.requires_grad}
+                leaves = list(unique.values())
                 handles = [handle for leaf in leaves if (handle := self.mirror.handle_of(leaf)) is not None]
                 if not leaves or len(handles) < len(leaves):
                     leaves, handles = [torch.zeros((), requires_grad=True)], []
