@@ -475,6 +475,12 @@ def test_a_students_function_cannot_replace_a_helper_an_earlier_check_defined(ju
         check("def close(got, expected):\n    return abs(got - expected) < 1e-6\nassert close(value, 2)"),
         check("assert close(value, 3), 'wrong'"))
     assert verdict.passed(1) and not verdict.passed(2)
+    # nor a module an earlier check imported
+    verdict = run(judge,
+        "class Fake:\n    def isclose(self, a, b):\n        return True\nmath = Fake()\nvalue = 2",
+        check("import math\nassert math.isclose(value, 2)"),
+        check("assert math.isclose(value, 3), 'wrong'"))
+    assert verdict.passed(1) and not verdict.passed(2)
 
 
 def test_rebuilding_the_values_a_check_reads_is_bounded_by_the_checks_time(judge):

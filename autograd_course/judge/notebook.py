@@ -385,9 +385,11 @@ def _names_to_fetch(body: types.CodeType, tail: types.CodeType | None) -> set[st
 
 
 def _check_helpers(namespace: dict) -> set[str]:
-    """The functions and classes that checks defined or imported (``def close(...)``): a copy of a student's
-    object is never one (their functions are StudentFunction stand-ins)."""
-    return {name for name, value in namespace.items() if isinstance(value, (types.FunctionType, type))}
+    """The functions, classes and modules that checks defined or imported (``def close(...)``, ``import
+    traceback``): what is left of a student's copies after a check never includes one (their functions are
+    StudentFunction stand-ins, and the names a check fetched are dropped when it ends)."""
+    kinds = (types.FunctionType, type, types.ModuleType)
+    return {name for name, value in namespace.items() if isinstance(value, kinds)}
 
 
 def _global_reads(code: types.CodeType) -> set[str]:
