@@ -7,6 +7,8 @@ the verdict: each cell's outputs, and the events that become grades.csv's status
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from nbformat import from_dict
 from nbgrader.utils import determine_grade
@@ -443,3 +445,111 @@ def test_a_wide_tree_left_in_tmp_is_removed_in_time(judge):
         "    open(f'd{index}/f', 'w').close()\nvalue = 1", check("assert value == 1"), timeout=20.0)
     assert verdict.passed(1)
     assert run(judge, "import os\nprint(sorted(os.listdir('/tmp')))").text(0) == f"{FRESH_TMP}\n"
+
+
+# ------------------------------------------------------------------------------------- review 3
+PATCHED_FETCH = (
+    "import sys, torch\nkernel = sys._getframe().f_back.f_locals['self']\noriginal_fetch = kernel.ops['fetch']\n"
+    "def fetch(request):\n    return original_fetch(dict(request, names=list(request['names']) + {extra!r}))\n"
+    "kernel.ops['fetch'] = fetch\n"
+    "def zip(*args):\n    return []\ndef abs(value):\n    return 0.0\n"
+    "def dy_dx(x):\n    return torch.zeros_like(x)  # wrong\n"
+)
+ZIP_CHECK = check(
+    "import torch\ngot = dy_dx(torch.tensor([-3.0, 0.0, 2.0])).tolist()\nexpected = [-3.0, 3.0, 7.0]\n"
+    "assert len(got) == 3 and all(abs(g - e) <= 1e-5 for g, e in zip(got, expected)), 'wrong'")
+
+
+def test_a_kernel_cannot_slip_its_own_builtins_into_a_check(judge):
+    verdict = run(judge, PATCHED_FETCH.format(extra=["zip", "abs"]), ZIP_CHECK)
+    assert not verdict.passed(1)
+    assert "tampered" in verdict.kinds()
+    verdict = run(judge, PATCHED_FETCH.format(extra=["__builtins__"]) + "__builtins__ = {'all': lambda g: True}",
+                  ZIP_CHECK)
+    assert not verdict.passed(1)
+
+
+def test_a_students_function_cannot_replace_a_helper_an_earlier_check_defined(judge):
+    verdict = run(judge,
+        "def close(got, expected):\n    return True\nvalue = 2",
+        check("def close(got, expected):\n    return abs(got - expected) < 1e-6\nassert close(value, 2)"),
+        check("assert close(value, 3), 'wrong'"))
+    assert verdict.passed(1) and not verdict.passed(2)
+    # nor a module an earlier check imported
+    verdict = run(judge,
+        "class Fake:\n    def isclose(self, a, b):\n        return True\nmath = Fake()\nvalue = 2",
+        check("import math\nassert math.isclose(value, 2)"),
+        check("assert math.isclose(value, 3), 'wrong'"))
+    assert verdict.passed(1) and not verdict.passed(2)
+
+
+def test_rebuilding_the_values_a_check_reads_is_bounded_by_the_checks_time(judge):
+    # Each frame of a traceback costs the judge a compile: 150 KB of exceptions took 10 s to rebuild, past any
+    # deadline, and 64 MiB would have held a grading worker until the judge was killed.
+    flood = (
+        "import sys\nkernel = sys._getframe().f_back.f_locals['self']\n"
+        "error = {'k': 'exception', 'name': 'RuntimeError', 'bases': ['RuntimeError'], 'module': 'builtins',\n"
+        "         'message': '', 'args': [], 'traceback': [['f.py', 100000, 'g', 'x']] * 32}\n"
+        "objects = [{'k': 'dict', 'items': [['value', {'$': 1}]]}, {'k': 'list', 'items': [{'$': i + 2} for i in range(400)]}]\n"
+        "objects += [error] * 400\n"
+        "kernel.ops['fetch'] = lambda request: {'values': {'root': {'$': 0}, 'objects': objects}}\nvalue = 1")
+    started = time.monotonic()
+    verdict = run(judge, flood, check("assert value == 1"), "print('after')", timeout=1.0)
+    assert time.monotonic() - started < 20
+    assert verdict.error(1)["ename"] == "CellTimeoutError"
+    assert verdict.text(2) == "after\n"
+
+
+def test_an_exception_reported_without_frames_is_still_the_students(judge):
+    # With traceback.walk_tb broken the kernel reports no frames: the judge must not take the error for its own.
+    student = (
+        "import torch, traceback\ntraceback.walk_tb = None\ncalls = []\ndef dy_dx(x):\n    calls.append(x.tolist())\n"
+        "    if len(calls) == 2:\n        raise type('Leak', (ValueError,), {})('inputs: ' + repr(calls))\n    return 2 * x + 3")
+    source = ("import torch\nassert dy_dx(torch.tensor([2.0])).tolist() == [7.0]\n### BEGIN HIDDEN TESTS\n"
+              "dy_dx(torch.tensor([-8.125]))\n### END HIDDEN TESTS")
+    plan_cells = [
+        {"index": 0, "name": "answer", "source": student, "is_test": False},
+        {"index": 1, "name": "check", "source": source, "is_test": True, "hidden_lines": [3, 4, 5]},
+    ]
+    verdict = Verdict(judge.judge({"cells": plan_cells, "cell_timeout": 5.0, "budget": 20.0, "output_limit": 100_000, "memory_mb": 2048}))
+    assert verdict.error(1)["evalue"] == "raised by your code while a hidden part of this check ran it"
+    assert "8.125" not in str(verdict.cells[1]) and "Leak" not in str(verdict.cells[1])
+    # and an exception that was never raised still has no traceback in the check
+    verdict = run(judge, "error = RuntimeError('made up')", check("assert error.__traceback__ is None"))
+    assert verdict.passed(1)
+
+
+def test_a_student_function_cannot_end_a_checks_iteration_early(judge):
+    # StopIteration raised through map() would end the list early: zip() then compares nothing.
+    verdict = run(judge,
+        "import torch\ndef dy_dx(x):\n    raise StopIteration",
+        check("import torch\npoints = [torch.tensor([1.0]), torch.tensor([2.0])]\n"
+              "got = list(map(dy_dx, points))\nassert all(g.tolist() == [2 * p.item() + 3] for g, p in zip(got, points))"))
+    assert not verdict.passed(1)
+    assert verdict.error(1)["ename"] == "RuntimeError"
+
+
+def test_a_huge_range_cannot_hold_the_judge_beyond_the_checks_time(judge):
+    # torch.as_tensor(range(10**12)) loops in C, where the check's alarm cannot stop it.
+    started = time.monotonic()
+    verdict = run(judge,
+        "def analytic_gradients(x, w):\n    return range(10**12), range(2)",
+        check("import torch\nresult = analytic_gradients(torch.tensor([2.0]), torch.tensor([1.0, 3.0]))\n"
+              "assert torch.as_tensor(result[0]).flatten().tolist() == [7.0]"),
+        timeout=1.0, budget=3.0)
+    assert time.monotonic() - started < 20
+    assert verdict.error(1)["ename"] == "ResourceLimitError"
+
+
+def test_shared_parts_cannot_make_a_small_value_too_large_to_convert(judge):
+    # Forty lists that convert as 2**40 numbers: torch.as_tensor walks them in C, out of the check's alarm, and
+    # held the judge until it was killed.
+    started = time.monotonic()
+    verdict = run(judge,
+        "def analytic_gradients(x, w):\n    rows = [0.0]\n    for _ in range(40):\n        rows = [rows, rows]\n"
+        "    return rows, [x, x]",
+        check("import torch\nresult = analytic_gradients(torch.tensor([2.0]), torch.tensor([1.0, 3.0]))\n"
+              "assert torch.as_tensor(result[0]).flatten().tolist() == [7.0]"),
+        timeout=1.0, budget=3.0)
+    assert time.monotonic() - started < 20
+    assert verdict.error(1)["ename"] == "ResourceLimitError"

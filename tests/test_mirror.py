@@ -103,6 +103,14 @@ def test_the_kernel_stops_encoding_past_its_budget():
         Encoder(Handles(), 10_000).message(torch.zeros(100_000))
 
 
+@pytest.mark.parametrize("stop", [10**12, 10**30])
+def test_a_range_claiming_more_items_than_the_check_may_read_is_refused(stop):
+    # torch.as_tensor(range(10**12)) in a check would loop in C for hours, beyond the reach of the check's alarm
+    with pytest.raises(CheckTooLarge):
+        rebuild([{"k": "range", "start": 0, "stop": stop, "step": 1}])
+    assert across(range(1, 9, 2)) == range(1, 9, 2) and across(range(-5, 10**12, 10**11)) == range(-5, 10**12, 10**11)
+
+
 def test_a_tensor_claiming_more_elements_than_the_check_may_read_is_never_allocated():
     objects = [
         {"k": "tensor", "dtype": "float32", "shape": [10**6, 10**6], "stride": [0, 0], "offset": 0,
@@ -161,3 +169,132 @@ def test_a_forged_exception_class_is_never_a_builtin_it_does_not_derive_from():
              "args": [], "traceback": []}
     error = rebuild([entry])
     assert isinstance(error, RuntimeError) and not isinstance(error, AssertionError)
+
+
+class Answering:
+    """A judge's line to a kernel that answers every question with one reply."""
+
+    told = False
+    budget = BUDGET
+
+    def __init__(self, reply: dict) -> None:
+        self.reply = reply
+
+    def ask(self, op: str, **fields):
+        return self.reply
+
+
+def test_names_the_check_did_not_ask_for_are_refused():
+    # A patched kernel answering a fetch of `dy_dx` with `abs` or `__builtins__` too would shadow the judge's own.
+    values = {"root": {"$": 0}, "objects": [{"k": "dict", "items": [["dy_dx", 1], ["abs", {"$": 1}]]},
+                                            {"k": "callable", "h": 7, "name": "abs"}]}
+    with pytest.raises(MalformedValues, match="did not ask for"):
+        Mirror(Answering({"values": values})).fetch(["dy_dx"])
+    assert Mirror(Answering({"values": values})).fetch(["dy_dx", "abs"])["dy_dx"] == 1
+
+
+def test_reading_a_students_traceback_never_opens_the_files_it_names(tmp_path, monkeypatch):
+    # The judge runs outside the sandbox: a check's traceback.extract_tb must not read the gradebook, a source
+    # notebook or /dev/zero because a student's frame names it.
+    import traceback
+
+    secret = tmp_path / "gradebook.txt"
+    secret.write_text("the hidden answer\n")
+    frames = [[str(secret), 1, "f", "what the kernel said"], ["/dev/zero", 1, "g", ""], [str(secret), 99_999, "h", ""]]
+    error = rebuild([{"k": "exception", "name": "RuntimeError", "bases": ["RuntimeError"], "module": "builtins",
+                      "message": "", "args": [], "traceback": frames}])
+    opened = []
+
+    def refuse(name):
+        opened.append(name)
+        raise OSError("not to be opened")
+
+    monkeypatch.setattr("tokenize.open", refuse)
+    summary = traceback.extract_tb(error.__traceback__)
+    monkeypatch.undo()
+    assert [frame.line for frame in summary] == ["what the kernel said", "", ""]
+    assert opened == []
+
+
+def test_a_check_passes_the_bytes_of_its_arguments_not_of_their_whole_storage():
+    from autograd_course.judge.mirror import Outgoing
+    from autograd_course.sandbox.snapshot import Decoder
+
+    def passed(*arguments):
+        message = json.loads(json.dumps(Outgoing(Mirror(NoKernel())).message(list(arguments))))
+        return Decoder(Handles()).message(message)
+
+    table = torch.tensor([[1.5, -2.0], [6.0, -1.0]])  # a hidden input, and the expected output beside it
+    (first,) = passed(table[0])
+    assert first.tolist() == [1.5, -2.0] and first.untyped_storage().nbytes() == 8
+    (second,) = passed(table[1])
+    assert second.tolist() == [6.0, -1.0] and second.untyped_storage().nbytes() == 8
+    # views of one storage still share it, with their strides, and the bytes between them
+    column, corner, transposed = passed(table[:, 1], table[1, 0], table.t())
+    assert column.tolist() == [-2.0, -1.0] and corner.item() == 6.0 and transposed.tolist() == [[1.5, 6.0], [-2.0, -1.0]]
+    assert column.untyped_storage().data_ptr() == corner.untyped_storage().data_ptr() == transposed.untyped_storage().data_ptr()
+    numbers = torch.arange(10, dtype=torch.float64)
+    pair, words, empty = passed(numbers[3:5], numbers[3:5].view(torch.int32), numbers[9:9])
+    assert pair.tolist() == [3.0, 4.0] and torch.equal(words, numbers[3:5].view(torch.int32)) and empty.numel() == 0
+    assert pair.untyped_storage().nbytes() == 16
+
+
+def shared_tuples(depth: int) -> list:
+    """A tuple of two references to a tuple of two references to ...: 2**depth leaves in `depth` entries."""
+    objects = [{"k": "tuple", "items": [{"$": index + 1}, {"$": index + 1}]} for index in range(depth)]
+    return [*objects, {"k": "tuple", "items": ["leaf"]}]
+
+
+@pytest.mark.parametrize("outer", ["tuple", "list", "frozenset", "dict key", "exception"])
+def test_shared_parts_that_stand_for_more_than_the_check_may_read_are_refused(outer):
+    # Forty entries that hash, repr or convert as 2**40 items, in C, out of the reach of the check's alarm:
+    # str(RuntimeError(that)) alone held the judge until it was killed.
+    objects = shared_tuples(40)
+    root = {"$": 1000}
+    if outer == "dict key":
+        objects.append({"k": "dict", "items": [[{"$": 0}, 1]]})
+    elif outer == "exception":
+        objects.append({"k": "exception", "name": "RuntimeError", "bases": ["RuntimeError"], "module": "builtins",
+                        "message": "", "args": [{"$": 0}], "traceback": []})
+    else:
+        objects.append({"k": outer, "items": [{"$": 0}]})
+    root = {"$": len(objects) - 1}
+    with pytest.raises(CheckTooLarge):
+        rebuild(objects, root)
+
+
+def test_parts_each_within_the_budget_are_counted_together():
+    objects = shared_tuples(16)  # about 2**17 items, within the budget's quarter million
+    objects += [{"k": "tuple", "items": [n, {"$": 0}]} for n in range(2)]
+    objects.append({"k": "frozenset", "items": [{"$": len(objects) - 2}, {"$": len(objects) - 1}]})
+    assert len(rebuild(objects, {"$": len(objects) - 2})) == 2
+    with pytest.raises(CheckTooLarge):
+        rebuild(objects, {"$": len(objects) - 1})
+
+
+def test_shared_parts_within_the_budget_keep_their_sharing():
+    copy = rebuild(shared_tuples(10))
+    assert copy[0] is copy[1] and len(str(copy)) > 2**10
+    row = [1.0] * 100
+    copied = across({"rows": [row] * 100, "cycle": (cycle := [row]), "again": cycle})
+    assert copied["rows"][0] is copied["rows"][99] and copied["cycle"] is copied["again"]
+
+
+def test_shared_parts_are_counted_across_the_messages_of_one_check():
+    mirror = Mirror(NoKernel())
+    objects = shared_tuples(16)
+    objects[0]["h"] = 5
+    mirror.rebuild({"root": {"$": 0}, "objects": objects})  # within the budget on its own
+    # a call's result: two tuples that each hold the copy of handle 5 (the first message's root)
+    again = [{"k": "list", "items": [{"$": 1}, {"$": 2}]}, {"k": "tuple", "items": [0, {"$": 3}]},
+             {"k": "tuple", "items": [1, {"$": 3}]}, {"k": "tuple", "items": [], "h": 5}]
+    with pytest.raises(CheckTooLarge):
+        mirror.rebuild({"root": {"$": 0}, "objects": again})
+
+
+def test_a_graph_reaches_each_of_its_leaves_once():
+    leaf = tensor_entry(requires_grad=True, h=1, storage={"$": 1})
+    output = tensor_entry(h=2, storage={"$": 1},
+                          node={"name": "AddBackward0", "leaves": [{"$": 2}] * 1000, "metadata": None, "backward_calls": 1})
+    copy = rebuild([output, STORAGE, leaf])
+    assert type(copy.grad_fn).__name__ == "AddBackward" and len(copy.grad_fn.next_functions) == 1

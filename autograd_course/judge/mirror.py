@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import builtins
 import ctypes
+import linecache
 import math
 import re
 import sys
@@ -90,6 +91,7 @@ class Mirror:
         self.remote = remote
         self.by_handle: dict[int, object] = {}
         self.handles: dict[int, tuple[object, int]] = {}  # id(copy) -> (copy, the kernel's handle)
+        self.sizes: dict[int, int] = {}  # the kernel's handle -> the size of its copy, as _Builder counts it
 
     # ---------------------------------------------------------------------------------- questions
     def fetch(self, names: list[str]) -> dict:
@@ -97,6 +99,10 @@ class Mirror:
         values = self.rebuild(reply.get("values"))
         if type(values) is not dict or not all(type(name) is str for name in values):
             raise MalformedValues("the kernel's names are not a dictionary of names")
+        # Only the names asked for: a name the check did not ask for (a builtin such as `abs` or `zip`, the
+        # check's own helper, `__builtins__`) would shadow the judge's own in the check's namespace.
+        if not set(values) <= set(names):
+            raise MalformedValues("the kernel sent names the check did not ask for")
         return values
 
     def answer(self, reply: dict):
@@ -105,6 +111,12 @@ class Mirror:
             error = self.rebuild(reply["raised"])
             if not isinstance(error, Exception):
                 raise MalformedValues("the kernel raised something that is not an exception")
+            if isinstance(error, (StopIteration, StopAsyncIteration)):
+                # Raised through a check's map() or next(), it would end an iteration early instead of failing:
+                # list(map(student_function, inputs)) would come back short. Python does the same in a generator.
+                wrapped = RuntimeError(f"the student's code raised {type(error).__name__}")
+                setattr(wrapped, FROM_THE_STUDENT, True)
+                raise wrapped from error
             raise error
         return self.rebuild(reply.get("result"))
 
@@ -152,6 +164,10 @@ class _Builder:
         self.mirror, self.objects = mirror, objects
         self.built: dict[int, object] = {}
         self.pending_grads: list[tuple[torch.Tensor, object]] = []
+        # Each container's size with every shared part counted as often as it is reached: what repr(), hash(),
+        # == or torch.as_tensor() walk, in C, where the check's alarm cannot stop them.
+        self.sizes: dict[int, int] = {}
+        self.max_size = max(mirror.remote.budget // 4, 1)
 
     def finish(self) -> None:
         while self.pending_grads:
@@ -174,10 +190,13 @@ class _Builder:
         handle = entry.get("h")
         if type(handle) is int and handle in self.mirror.by_handle:
             self.built[index] = self.mirror.by_handle[handle]
+            self.sizes[index] = self.mirror.sizes.get(handle, 1)  # built for an earlier message of this check
             return self.built[index]
         built = self._build(index, entry, depth + 1)
         self.built[index] = built
         self.mirror.remember(built, handle)
+        if type(handle) is int and index in self.sizes:
+            self.mirror.sizes[handle] = self.sizes[index]
         return built
 
     def _build(self, index: int, entry: dict, depth: int):
@@ -186,24 +205,33 @@ class _Builder:
             shell = {"list": list, "dict": dict, "set": set}[kind]()
             self.built[index] = shell
             self.mirror.remember(shell, entry.get("h"))
-            if kind == "list":
-                shell.extend(self.value(item, depth) for item in entry["items"])
-            elif kind == "dict":
-                for key, item in entry["items"]:
-                    shell[self.value(key, depth)] = self.value(item, depth)
+            if kind == "dict":
+                pairs = [(self.value(key, depth), self.value(item, depth)) for key, item in entry["items"]]
+                self._sized(index, [part for pair in entry["items"] for part in pair])
+                for key, item in pairs:
+                    shell[key] = item  # hashed only once known to be small enough
             else:
-                shell.update(self.value(item, depth) for item in entry["items"])
+                items = [self.value(item, depth) for item in entry["items"]]
+                self._sized(index, entry["items"])
+                shell.extend(items) if kind == "list" else shell.update(items)
             return shell
-        if kind == "tuple":
-            return tuple(self.value(item, depth) for item in entry["items"])
-        if kind == "frozenset":
-            return frozenset(self.value(item, depth) for item in entry["items"])
+        if kind in ("tuple", "frozenset"):
+            items = [self.value(item, depth) for item in entry["items"]]
+            self._sized(index, entry["items"])
+            return tuple(items) if kind == "tuple" else frozenset(items)
         if kind == "bytes":
-            return base64.b64decode(entry["b64"], validate=True)
+            raw = base64.b64decode(entry["b64"], validate=True)
+            self.sizes[index] = 1 + len(raw) // 8
+            return raw
         if kind == "complex":
             return complex(float(entry["re"]), float(entry["im"]))
         if kind == "range":
-            return range(int(entry["start"]), int(entry["stop"]), int(entry["step"]))
+            built_range = range(int(entry["start"]), int(entry["stop"]), int(entry["step"]))
+            # A few bytes that stand for any number of items: a check that makes a list or a tensor of it
+            # (torch.as_tensor(range(10**12)) loops in C, out of the alarm's reach) pays for every one.
+            if built_range.start != built_range.stop and _length(built_range) * 8 > self.mirror.remote.budget:
+                raise CheckTooLarge()
+            return built_range
         if kind == "size":
             return torch.Size([int(n) for n in entry["items"]])
         if kind == "dtype":
@@ -218,7 +246,7 @@ class _Builder:
         if kind == "ndarray":
             return _ndarray(entry)
         if kind == "exception":
-            return self._exception(entry, depth)
+            return self._exception(index, entry, depth)
         if kind == "callable":
             return StudentFunction(self.mirror, entry["h"], str(entry["name"])[:200])
         if kind == "module":
@@ -226,6 +254,21 @@ class _Builder:
         if kind == "object":
             return StudentObject(self.mirror, entry.get("h"), str(entry["type"])[:200], str(entry["repr"])[:1000])
         raise TypeError(f"unknown kind {kind!r}")
+
+    def _sized(self, index: int, parts: list) -> None:
+        """Record a container's size (its parts, each counted in full); refuse one larger than the check may read.
+        A part still being built (a cycle) counts once: Python's repr and torch stop at cycles."""
+        size = 1
+        for part in parts:
+            if type(part) is str:
+                size += 1 + len(part) // 8
+            elif type(part) is dict and type(part.get("$")) is int:
+                size += self.sizes.get(part["$"], 1)
+            else:
+                size += 1
+            if size > self.max_size:
+                raise CheckTooLarge()
+        self.sizes[index] = size
 
     def _tensor(self, index: int, entry: dict, depth: int) -> torch.Tensor:
         storage = self.value(entry["storage"], depth)
@@ -250,7 +293,10 @@ class _Builder:
                     tensor.requires_grad_(True)
             else:
                 leaves = [self.value(leaf, depth) for leaf in node["leaves"]]
-                leaves = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor) and leaf.requires_grad]
+                # Each leaf once, as the kernel's graph_leaves lists them: a million references to one leaf
+                # would be a million inputs to the stand-in node, each walked in C.
+                unique = {id(leaf): leaf for leaf in leaves if isinstance(leaf, torch.Tensor) and leaf.requires_grad}
+                leaves = list(unique.values())
                 handles = [handle for leaf in leaves if (handle := self.mirror.handle_of(leaf)) is not None]
                 if not leaves or len(handles) < len(leaves):
                     leaves, handles = [torch.zeros((), requires_grad=True)], []
@@ -269,7 +315,7 @@ class _Builder:
             self.pending_grads.append((tensor, entry["grad"]))
         return tensor
 
-    def _exception(self, entry: dict, depth: int) -> Exception:
+    def _exception(self, index: int, entry: dict, depth: int) -> Exception:
         base = Exception
         for name in entry["bases"]:
             candidate = getattr(builtins, str(name), None)
@@ -279,6 +325,7 @@ class _Builder:
         name = str(entry["name"])
         message = str(entry["message"])
         args = tuple(self.value(arg, depth) for arg in entry["args"])
+        self._sized(index, [message, *entry["args"]])  # str() of an exception is the repr of its arguments
         if entry.get("module") == "builtins" and name == base.__name__:
             cls = base
         else:
@@ -290,6 +337,8 @@ class _Builder:
             error.args = args
         if cls is not base:
             setattr(error, "_student_message", message)  # noqa: B010 - only _exception_class's classes read it
+        # Whatever its traceback says (the kernel may report no frames at all): the judge knows it for the student's.
+        setattr(error, FROM_THE_STUDENT, True)
         return error.with_traceback(_traceback(entry["traceback"]))
 
 
@@ -352,13 +401,47 @@ def _traceback(frames: list) -> types.TracebackType | None:
         line = min(max(int(line), 1), 100_000)
         frame, lasti = _frame_at(str(filename)[:500], str(function)[:200], line)
         STUDENT_LINES[frame.f_code] = str(text[0] if text else "")[:300]
+        _seed_linecache(frame.f_code.co_filename, line, STUDENT_LINES[frame.f_code])
         tb = types.TracebackType(tb, frame, lasti, line)
     return tb
+
+
+# The attribute that marks an exception rebuilt from the kernel's report (exceptions cannot be weakly referenced).
+FROM_THE_STUDENT = "_autograd_course_from_the_student"
 
 
 # The source line of each frame rebuilt from a student's traceback, as the kernel reported it. The judge never
 # reads a file a student names: a traceback is shown from these.
 STUDENT_LINES: weakref.WeakKeyDictionary[types.CodeType, str] = weakref.WeakKeyDictionary()
+
+
+# The files a student's traceback named, whose lines linecache holds from the kernel's report, and how many lines
+# those hold in all (a bound on the memory they take: a frame may claim line 100000 of a file).
+_SEEDED: set[str] = set()
+MAX_SEEDED_LINES = 1_000_000
+_seeded_lines = 0
+
+
+def _seed_linecache(filename: str, line: int, text: str) -> None:
+    """Give linecache the student's line for a file their traceback names, so that a check reading the traceback
+    (``traceback.extract_tb``, ``format_exception``) never opens it: the judge runs outside the sandbox, as the
+    instructor, and the name could be the gradebook, a source notebook, another student's work or a device
+    (``/dev/zero`` took the judge's whole memory). A file linecache already read for the judge's own frames is
+    left as it is (a student's frame that names it gets that file's line, as in the student's process)."""
+    global _seeded_lines
+    if filename.startswith("<") and filename.endswith(">"):
+        return  # linecache never opens these
+    if filename in linecache.cache and filename not in _SEEDED:
+        return
+    _SEEDED.add(filename)
+    lines: list[str] = linecache.getlines(filename) if filename in linecache.cache else []  # ours: changed in place
+    if line > len(lines) and _seeded_lines + line - len(lines) <= MAX_SEEDED_LINES:
+        _seeded_lines += line - len(lines)
+        lines += [""] * (line - len(lines))
+    if line <= len(lines):
+        lines[line - 1] = text.rstrip("\n") + "\n"
+    # No modification time: linecache.checkcache leaves such an entry alone and never reads the file.
+    linecache.cache[filename] = (0, None, lines, filename)
 
 
 def _frame_at(filename: str, function: str, line: int) -> tuple[types.FrameType, int]:
@@ -373,6 +456,13 @@ def _frame_at(filename: str, function: str, line: int) -> tuple[types.FrameType,
     exec(code, scope)
     lasti = next((2 * index for index, (start, *_) in enumerate(code.co_positions()) if start == line), 0)
     return scope["frame"], lasti
+
+
+def _length(values: range) -> int:
+    try:
+        return len(values)
+    except OverflowError:  # more items than an index can count
+        return sys.maxsize
 
 
 def _dtype(name) -> torch.dtype:
@@ -433,10 +523,28 @@ class Outgoing:
         self.objects: list[dict] = []
         self.memo: dict[int, int] = {}
         self.storages: dict[tuple[int, int], int] = {}
+        self.views: dict[int, list[tuple[dict, int, int]]] = {}  # storage entry -> (tensor entry, first, end byte)
         self.keep: list = []
 
     def message(self, root) -> dict:
-        return {"root": self.value(root), "objects": self.objects}
+        message = {"root": self.value(root), "objects": self.objects}
+        self._trim_storages()
+        return message
+
+    def _trim_storages(self) -> None:
+        """Each storage sent holds only the bytes the tensors passed view, not the whole storage: a check that
+        passes ``table[0]`` must not hand the student's code ``table[1]`` (the expected outputs, say)."""
+        for index, views in self.views.items():
+            storage = self.keep[self.objects[index]["keep"]]
+            first = min((start for _, start, end in views if end > start), default=0)
+            # Every view's offset stays a whole number of its elements (dtype sizes are powers of two).
+            first -= first % max(_dtype(entry["dtype"]).itemsize for entry, _, _ in views)
+            end = max((end for _, start, end in views if end > start), default=first)
+            raw = ctypes.string_at(storage.data_ptr() + first, end - first) if end > first else b""
+            self.objects[index] = {"k": "storage", "b64": base64.b64encode(raw).decode("ascii")}
+            for entry, start, stop in views:
+                itemsize = _dtype(entry["dtype"]).itemsize
+                entry["offset"] = (start - first) // itemsize if stop > start else 0
 
     def _entry(self, obj, entry: dict) -> dict:
         self.memo[id(obj)] = len(self.objects)
@@ -488,10 +596,11 @@ class Outgoing:
         storage = data.untyped_storage()
         key = (storage.data_ptr(), storage.nbytes())
         if key not in self.storages:
-            raw = ctypes.string_at(storage.data_ptr(), storage.nbytes()) if storage.nbytes() else b""
+            # Its bytes are filled in by _trim_storages, once every tensor that views it is known.
             self.storages[key] = len(self.objects)
+            self.views[len(self.objects)] = []
             self.keep.append(storage)
-            self.objects.append({"k": "storage", "b64": base64.b64encode(raw).decode("ascii")})
+            self.objects.append({"k": "storage", "keep": len(self.keep) - 1})
         entry = {
             "k": "tensor",
             "cls": "Parameter" if isinstance(tensor, torch.nn.Parameter) else "Tensor",
@@ -503,6 +612,11 @@ class Outgoing:
             "requires_grad": bool(tensor.requires_grad),
             "grad": None,
         }
+        itemsize = data.dtype.itemsize
+        start = int(data.storage_offset()) * itemsize
+        steps = zip(data.shape, data.stride(), strict=True)
+        extent = 0 if data.numel() == 0 else 1 + sum((int(size) - 1) * int(step) for size, step in steps)
+        self.views[self.storages[key]].append((entry, start, start + extent * itemsize))
         reference = self._entry(tensor, entry)
         if tensor.is_leaf and tensor.grad is not None:
             entry["grad"] = self.value(tensor.grad)

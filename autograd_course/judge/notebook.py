@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..sandbox.client import Kernel, KernelLost, Sandbox, SandboxLost
-from .mirror import STUDENT_LINES, CheckOutOfTime, CheckTooLarge, MalformedValues, Mirror, Remote
+from .mirror import FROM_THE_STUDENT, STUDENT_LINES, CheckOutOfTime, CheckTooLarge, MalformedValues, Mirror, Remote
 
 GRACE_SECONDS = 2.0  # past a cell's limit, how long its kernel may take to report its own timeout
 OWN_FILES = str(Path(__file__).resolve().parent.parent)  # the grader's frames never show in a traceback
@@ -234,24 +234,30 @@ class NotebookJudge:
         namespace = self.check_names
         previous_alarm = signal.signal(signal.SIGALRM, _check_out_of_time)
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                body, tail = _compile_cell(cell.source, filename)
-                student_names = remote.ask("names").get("names")
-                if type(student_names) is not list:
-                    raise MalformedValues("the kernel's names are not a list")
-                wanted = sorted(_names_to_fetch(body, tail) & set(student_names))
-                fetched = mirror.fetch(wanted) if wanted else {}
-                namespace.update(fetched)
-                sys.stdout = sys.stderr = stdout
-                # The alarm only stops a check's own computation: questions to the kernel end at the deadline.
-                signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001) + 2 * GRACE_SECONDS)
-                try:
+            # The alarm stops the judge's own work for the check, rebuilding the student's objects included (a few
+            # bytes of a message can cost much work to rebuild: a traceback's frames, say); questions to the
+            # kernel end at the deadline by themselves.
+            signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001) + 2 * GRACE_SECONDS)
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    body, tail = _compile_cell(cell.source, filename)
+                    student_names = remote.ask("names").get("names")
+                    if type(student_names) is not list:
+                        raise MalformedValues("the kernel's names are not a list")
+                    # Not the helpers an earlier check defined either: a student's function of the same name would
+                    # replace them.
+                    wanted = sorted(_names_to_fetch(body, tail) & set(student_names) - _check_helpers(namespace))
+                    fetched = mirror.fetch(wanted) if wanted else {}
+                    fetched = {name: fetched[name] for name in wanted if name in fetched}  # never any other name
+                    namespace.update(fetched)
+                    sys.stdout = sys.stderr = stdout
                     exec(body, namespace)
                     if tail is not None:
                         value = eval(tail, namespace)
-                finally:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
+            finally:
+                # Disarmed before any handler below runs: stopping a kernel may take a while.
+                signal.setitimer(signal.ITIMER_REAL, 0)
         except CheckOutOfTime:
             self._event("timeout", cell, f"the check ran longer than {self.plan.cell_timeout:g} s")
             error = _error("CellTimeoutError", f"the check ran longer than {self.plan.cell_timeout:g} s")
@@ -378,6 +384,14 @@ def _names_to_fetch(body: types.CodeType, tail: types.CodeType | None) -> set[st
     return reads - binds - BUILTIN_NAMES
 
 
+def _check_helpers(namespace: dict) -> set[str]:
+    """The functions, classes and modules that checks defined or imported (``def close(...)``, ``import
+    traceback``): what is left of a student's copies after a check never includes one (their functions are
+    StudentFunction stand-ins, and the names a check fetched are dropped when it ends)."""
+    kinds = (types.FunctionType, type, types.ModuleType)
+    return {name for name, value in namespace.items() if isinstance(value, kinds)}
+
+
 def _global_reads(code: types.CodeType) -> set[str]:
     names = {ins.argval for ins in dis.get_instructions(code) if ins.opname in ("LOAD_NAME", "LOAD_GLOBAL")}
     for const in code.co_consts:
@@ -395,7 +409,8 @@ def _describe_failure(exc: BaseException, check_file: str, hidden_lines: set[int
     the hidden test passed in."""
     frames = list(traceback.walk_tb(exc.__traceback__))
     hidden_call = any(frame.f_code.co_filename == check_file and line in hidden_lines for frame, line in frames)
-    if hidden_call and any(frame.f_code in STUDENT_LINES for frame, _ in frames):
+    from_student = getattr(exc, FROM_THE_STUDENT, False) is True or any(frame.f_code in STUDENT_LINES for frame, _ in frames)
+    if hidden_call and from_student:
         ename = next((base.__name__ for base in type(exc).__mro__ if base.__module__ == "builtins"), "Exception")
         evalue = "raised by your code while a hidden part of this check ran it"
         return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
