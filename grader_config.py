@@ -54,6 +54,8 @@ c.SandboxedExecute.output_limit = 100_000
 # student authored (added markdown and raw cells, answers, outputs) is shown as escaped text, which no browser
 # runs and no markdown parser slows down on (autograd_course/feedback.py). Plain `nbgrader generate_feedback`
 # in the course root renders the same way.
+# nbconvert's HTML exporter, less two costs that feedback pages do not need (autograd_course/feedback.py).
+c.GenerateFeedback.exporter_class = "autograd_course.feedback.FeedbackPageExporter"
 c.GenerateFeedback.preprocessors = [
     *_after(
         _names(GenerateFeedback.preprocessors),

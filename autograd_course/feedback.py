@@ -37,6 +37,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from jinja2 import BytecodeCache
+from nbconvert.exporters import HTMLExporter, TemplateExporter
+from nbconvert.filters.highlight import Highlight2HTML
+from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 from traitlets import Float, Integer, Unicode
@@ -324,6 +328,56 @@ class StudentContentAsText(NbGraderPreprocessor):
         return from_dict({**base, "cell_type": "markdown", "metadata": metadata, "source": as_text_block(source)})
 
 
+# ------------------------------------------------------------------------------------------ exporter
+class _CompiledTemplates(BytecodeCache):
+    """Jinja2 bytecode kept in memory. Each student's pages are rendered by a new exporter (nbgrader makes one per
+    `generate_feedback`) whose new Jinja2 environment would compile the templates again; a grading worker renders
+    one page before it forks a child per student (prepare_worker), so every child starts with them compiled.
+    Jinja2 checks each template's source against its checksum, so a changed template is compiled afresh."""
+
+    def __init__(self) -> None:
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket) -> None:
+        code = self.compiled.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket) -> None:
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+    def clear(self) -> None:
+        self.compiled.clear()
+
+
+_compiled_templates = _CompiledTemplates()
+
+
+class FeedbackPageExporter(HTMLExporter):
+    """nbconvert's HTML exporter for feedback pages (``GenerateFeedback.exporter_class``, grader_config.py), less
+    two costs. Its templates stay compiled across students (`_CompiledTemplates`). And it leaves out the
+    accessibility pass nbconvert's `HTMLExporter.from_notebook_node` ends with, which parses and re-serialises the
+    whole page with BeautifulSoup's pure-Python parser, half the time a page takes: that pass makes JupyterLab-
+    template cells focusable (the feedback template is the classic one: there are none) and gives images without
+    alternative text one (feedback pages show outputs as text: there are none from the student)."""
+
+    def _create_environment(self):
+        environment = super()._create_environment()
+        environment.bytecode_cache = _compiled_templates
+        return environment
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        # HTMLExporter.from_notebook_node up to its BeautifulSoup pass (nbconvert 7.16-7.17).
+        langinfo = nb.metadata.get("language_info", {})
+        lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+        highlight_code = self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self))
+        resources = self._init_resources(resources)
+        filter_data_type = WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata, parent=self, resources=resources)
+        self.register_filter("highlight_code", highlight_code)
+        self.register_filter("filter_data_type", filter_data_type)
+        return TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+
+
 # --------------------------------------------------------------------------------------- page style
 class PageStyle(NbGraderPreprocessor):
     """Add CSS to the page (after nbconvert's CSSHTMLHeaderPreprocessor, which sets the page's CSS): long lines
@@ -455,7 +509,6 @@ def prepare_worker(api, assignment_id: str) -> None:
     notebooks (fixed for the run), and render one page from the release, so that each child starts with what
     the first rendering imports, compiles and caches (regular expressions, lexers, templates' modules)."""
     import nbformat
-    from nbconvert.exporters import HTMLExporter
     from nbgrader.api import Gradebook
     from nbgrader.converters import GenerateFeedback
     from nbgrader.preprocessors import GetGrades
@@ -475,7 +528,7 @@ def prepare_worker(api, assignment_id: str) -> None:
             return
         converter = GenerateFeedback(coursedir=coursedir, parent=api)
         converter.update_config(Config({"HTMLExporter": {"template_name": "feedback"}}))  # as the API does
-        exporter = HTMLExporter(parent=converter, config=converter.config)
+        exporter = converter.exporter_class(parent=converter, config=converter.config)
         for preprocessor in converter.preprocessors:
             step = import_item(preprocessor) if isinstance(preprocessor, str) else preprocessor
             if not (isinstance(step, type) and issubclass(step, GetGrades)):  # there is no submission to read
