@@ -33,7 +33,7 @@ class JudgeService:
         self.protected = [str(Path(path).resolve()) for path in protected]
         self.process: subprocess.Popen | None = None
         self.channel: Channel | None = None
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - the judge's stderr, open as long as this object
+        self.output = tempfile.TemporaryFile()  # noqa: SIM115 - the judge's stderr, open as long as this object
 
     def start(self) -> None:
         self.stop()
@@ -42,7 +42,7 @@ class JudgeService:
         command = python_command("autograd_course.judge.server", [theirs.fileno(), mode, *self.protected])
         try:
             self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, pass_fds=[theirs.fileno()]
+                command, stdin=subprocess.DEVNULL, stdout=self.output, stderr=self.output, pass_fds=[theirs.fileno()]
             )
         finally:
             theirs.close()
@@ -51,7 +51,7 @@ class JudgeService:
             ready = channel.receive(time.monotonic() + 2 * READY_TIMEOUT)
         except WireError as error:
             self.stop()
-            raise SandboxUnavailable(f"the grader's judge did not start ({error}):\n{self.log_tail()}") from None
+            raise SandboxUnavailable(f"the grader's judge did not start ({error}):\n{self.output_tail()}") from None
         if "unavailable" in ready:
             self.stop()
             raise SandboxUnavailable(ready["unavailable"])
@@ -78,17 +78,17 @@ class JudgeService:
             reply = channel.receive(deadline)
         except WireError as error:
             self.stop()
-            raise JudgeFailed(f"the judge stopped answering ({error})\n{self.log_tail()}") from None
+            raise JudgeFailed(f"the judge stopped answering ({error})\n{self.output_tail()}") from None
         if "unavailable" in reply:
             raise SandboxUnavailable(reply["unavailable"])
         if "verdict" not in reply:
             raise JudgeFailed(str(reply.get("failed") or reply.get("sandbox_lost") or reply)[-2000:])
         return reply["verdict"]
 
-    def log_tail(self, size: int = 4000) -> str:
-        self.log.seek(0, os.SEEK_END)
-        self.log.seek(max(self.log.tell() - size, 0))
-        return self.log.read().decode("utf-8", "replace")
+    def output_tail(self, size: int = 4000) -> str:
+        self.output.seek(0, os.SEEK_END)
+        self.output.seek(max(self.output.tell() - size, 0))
+        return self.output.read().decode("utf-8", "replace")
 
     def stop(self) -> None:
         if self.channel is not None:

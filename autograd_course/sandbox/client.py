@@ -48,7 +48,7 @@ class Sandbox:
         self.protected = [Path(path) for path in protected]
         self.process: subprocess.Popen | None = None
         self.control: socket.socket | None = None
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - the sandbox's stderr, open as long as this object
+        self.output = tempfile.TemporaryFile()  # noqa: SIM115 - the sandbox's stderr, open as long as this object
         self.scratch: tempfile.TemporaryDirectory | None = None
         self.owner = os.getpid()
 
@@ -81,7 +81,7 @@ class Sandbox:
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1", "HOME": self.scratch.name}
         try:
             self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env,
+                command, stdin=subprocess.DEVNULL, stdout=self.output, stderr=self.output, env=env,
                 pass_fds=[theirs.fileno()], start_new_session=not self.sandboxed,
             )
         finally:
@@ -93,7 +93,7 @@ class Sandbox:
             ready = self._receive(time.monotonic() + READY_TIMEOUT)
         except SandboxLost as error:
             self.stop()
-            raise SandboxUnavailable(f"the grading sandbox did not start: {error}\n{self.log_tail()}") from None
+            raise SandboxUnavailable(f"the grading sandbox did not start: {error}\n{self.output_tail()}") from None
         expected = PACKAGE_MOUNT if self.sandboxed else str(PACKAGE_DIR)
         if ready.get("package") != expected:
             self.stop()
@@ -157,10 +157,10 @@ class Sandbox:
             raise SandboxLost(f"the sandbox exited ({self.process.poll() if self.process else None})")
         return json.loads(data)
 
-    def log_tail(self, size: int = 4000) -> str:
-        self.log.seek(0, os.SEEK_END)
-        self.log.seek(max(self.log.tell() - size, 0))
-        return self.log.read().decode("utf-8", "replace")
+    def output_tail(self, size: int = 4000) -> str:
+        self.output.seek(0, os.SEEK_END)
+        self.output.seek(max(self.output.tell() - size, 0))
+        return self.output.read().decode("utf-8", "replace")
 
     def stop(self) -> None:
         if os.getpid() != self.owner:
