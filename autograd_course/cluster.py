@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .course import CONFIG_FILE, Course, CourseError
+from .release import replace_folder
 
 if TYPE_CHECKING:
     from distributed import Client, Worker
@@ -395,12 +396,7 @@ def _write_outputs(course: Course, student: str, result: dict) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
             os.chmod(path, mode & 0o755)
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        fresh.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(target, fresh)
 
 
 def _remove_outputs(course: Course, student: str) -> None:

@@ -33,7 +33,7 @@ def generate_release(course: Course, release_root: Path | None = None, db_url: s
         for path in sorted(generated.glob("*.ipynb")):
             write_canonical(path, nbformat.read(path, as_version=4))
         target = course.root / (release_root or "release") / course.assignment_id
-        _replace_folder(target, generated)
+        replace_folder(target, generated)
     finally:
         shutil.rmtree(course.root / staging, ignore_errors=True)
     return sorted(target.glob("*.ipynb"))
@@ -62,7 +62,8 @@ def _first_error(result: dict) -> str:
     return errors[0] if errors else (lines[-1].strip() if lines else "no detail")
 
 
-def _replace_folder(target: Path, new: Path) -> None:
+def replace_folder(target: Path, new: Path) -> None:
+    """Put ``new`` where ``target`` is, in two renames: ``target`` is never left half written."""
     target.parent.mkdir(parents=True, exist_ok=True)
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)

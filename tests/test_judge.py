@@ -76,6 +76,18 @@ class Verdict:
         return " | ".join(event["detail"] for event in self.events)
 
 
+def judged_with_a_hidden_call(judge, student: str) -> Verdict:
+    """``student``'s answer cell, then a check whose hidden lines call ``dy_dx`` on an input the student never saw."""
+    source = ("import torch\nassert dy_dx(torch.tensor([2.0])).tolist() == [7.0]\n### BEGIN HIDDEN TESTS\n"
+              "dy_dx(torch.tensor([-8.125]))\n### END HIDDEN TESTS")
+    plan_cells = [
+        {"index": 0, "name": "answer", "source": student, "is_test": False},
+        {"index": 1, "name": "check", "source": source, "is_test": True, "hidden_lines": [3, 4, 5]},
+    ]
+    plan = {"cells": plan_cells, "cell_timeout": 5.0, "budget": 20.0, "output_limit": 100_000, "memory_mb": 2048}
+    return Verdict(judge.judge(plan))
+
+
 def check(source: str) -> tuple[str, str]:
     return ("check", source)
 
@@ -406,13 +418,7 @@ def test_an_exception_a_hidden_call_provokes_carries_nothing_of_it(judge):
         "import torch\ncalls = []\ndef dy_dx(x):\n    calls.append(x.tolist())\n    if len(calls) == 2:\n"
         "        raise type('Leak_' + str(len(calls)), (ValueError,), {})('inputs: ' + repr(calls))\n"
         "    return 2 * x + 3")
-    source = ("import torch\nassert dy_dx(torch.tensor([2.0])).tolist() == [7.0]\n### BEGIN HIDDEN TESTS\n"
-              "dy_dx(torch.tensor([-8.125]))\n### END HIDDEN TESTS")
-    plan_cells = [
-        {"index": 0, "name": "answer", "source": student, "is_test": False},
-        {"index": 1, "name": "check", "source": source, "is_test": True, "hidden_lines": [3, 4, 5]},
-    ]
-    verdict = Verdict(judge.judge({"cells": plan_cells, "cell_timeout": 5.0, "budget": 20.0, "output_limit": 100_000, "memory_mb": 2048}))
+    verdict = judged_with_a_hidden_call(judge, student)
     error = verdict.error(1)
     assert (error["ename"], error["evalue"]) == ("ValueError", "raised by your code while a hidden part of this check ran it")
     assert "8.125" not in str(verdict.cells[1]) and "Leak" not in str(verdict.cells[1])
@@ -505,13 +511,7 @@ def test_an_exception_reported_without_frames_is_still_the_students(judge):
     student = (
         "import torch, traceback\ntraceback.walk_tb = None\ncalls = []\ndef dy_dx(x):\n    calls.append(x.tolist())\n"
         "    if len(calls) == 2:\n        raise type('Leak', (ValueError,), {})('inputs: ' + repr(calls))\n    return 2 * x + 3")
-    source = ("import torch\nassert dy_dx(torch.tensor([2.0])).tolist() == [7.0]\n### BEGIN HIDDEN TESTS\n"
-              "dy_dx(torch.tensor([-8.125]))\n### END HIDDEN TESTS")
-    plan_cells = [
-        {"index": 0, "name": "answer", "source": student, "is_test": False},
-        {"index": 1, "name": "check", "source": source, "is_test": True, "hidden_lines": [3, 4, 5]},
-    ]
-    verdict = Verdict(judge.judge({"cells": plan_cells, "cell_timeout": 5.0, "budget": 20.0, "output_limit": 100_000, "memory_mb": 2048}))
+    verdict = judged_with_a_hidden_call(judge, student)
     assert verdict.error(1)["evalue"] == "raised by your code while a hidden part of this check ran it"
     assert "8.125" not in str(verdict.cells[1]) and "Leak" not in str(verdict.cells[1])
     # and an exception that was never raised still has no traceback in the check
