@@ -32,10 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import nbformat  # noqa: E402
+from grade_speed import build_class  # noqa: E402 - the same synthetic class
 
-from autograd_course import catalog  # noqa: E402
 from autograd_course.course import Course  # noqa: E402
-from autograd_course.release import write_canonical  # noqa: E402
 
 NOTEBOOK = "q6_basic_gradients"
 
@@ -131,23 +130,6 @@ def render(args) -> int:
                 cells.append(f"{seconds:12.2f}" if page.exists() else f"{'failed':>12}")
             print(f"{name:16}" + "".join(cells), flush=True)
     return 0
-
-
-def build_class(course: Course, students: int) -> None:
-    """As grade_speed.py: every third student right throughout, one in six blank, the rest with mistakes."""
-    plans = list(catalog.pack_into_students(catalog.MISTAKES, "s").values())
-    for index in range(students):
-        folder = course.submitted_dir / f"student{index + 1:02d}" / course.assignment_id
-        folder.mkdir(parents=True)
-        plan = plans[index % len(plans)]
-        for notebook_id in course.notebook_ids:
-            if index % 6 == 5:
-                nb = catalog.submission(course, notebook_id)
-            elif index % 3 == 0 or notebook_id not in plan:
-                nb = catalog.solved(course, notebook_id)
-            else:
-                nb = plan[notebook_id].build(course)
-            write_canonical(folder / f"{notebook_id}.ipynb", nb)
 
 
 def whole_class(args) -> int:

@@ -3,6 +3,7 @@ way to hand it a class of submissions."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -59,3 +60,16 @@ def submit(course: Course, student: str, notebooks: dict[str, nbformat.NotebookN
         else:
             write_canonical(path, content)
     return folder
+
+
+def hidden_lines(course: Course, notebook_id: str) -> list[str]:
+    """Distinctive lines of the hidden tests of a source notebook: long enough to be specific, and not also
+    in the visible part that students see anyway."""
+    visible = {line.strip() for cell in nbformat.read(course.release_dir / f"{notebook_id}.ipynb", 4).cells
+               for line in cell.source.splitlines()}
+    lines = []
+    for cell in nbformat.read(course.source_dir / f"{notebook_id}.ipynb", 4).cells:
+        for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S):
+            lines += [line.strip() for line in block.splitlines()
+                      if len(line.strip()) >= 25 and line.strip() not in visible]
+    return lines

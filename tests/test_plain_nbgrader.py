@@ -37,7 +37,7 @@ from traitlets.config import PyFileConfigLoader
 from autograd_course.catalog import solved
 from autograd_course.course import Course
 
-from course_helpers import copy_course, marks, submit
+from course_helpers import copy_course, hidden_lines, marks, submit
 
 pytestmark = pytest.mark.slow
 
@@ -78,22 +78,6 @@ def _grade_id(cell) -> str | None:
 def _page_text(path: Path) -> str:
     """A feedback page as a reader sees it: tags (syntax highlighting included) removed, entities decoded."""
     return html.unescape(re.sub(r"<[^>]+>", "", path.read_text(encoding="utf-8")))
-
-
-def _hidden_lines(course: Course, notebook_id: str) -> list[str]:
-    """Distinctive lines of the hidden tests of a source notebook: long enough to be specific, and not also
-    in the visible part that students see anyway."""
-    visible = {
-        line.strip()
-        for cell in nbformat.read(REPO / "release" / ASSIGNMENT / f"{notebook_id}.ipynb", 4).cells
-        for line in cell.source.splitlines()
-    }
-    lines = []
-    for cell in nbformat.read(course.source_dir / f"{notebook_id}.ipynb", 4).cells:
-        for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S):
-            lines += [line.strip() for line in block.splitlines()
-                      if len(line.strip()) >= 25 and line.strip() not in visible]
-    return lines
 
 
 # --- the plain nbgrader run -----------------------------------------------------------------------
@@ -183,7 +167,7 @@ def test_autograde_runs_student_code_in_the_sandbox(plain_run):
 def test_generate_feedback_hides_the_hidden_tests(plain_run):
     course = plain_run["course"]
     for notebook_id in course.notebook_ids:
-        hidden = _hidden_lines(course, notebook_id)
+        hidden = hidden_lines(course, notebook_id)
         assert hidden, f"{notebook_id} should have hidden tests"
         autograded = (course.autograded_dir / "solver" / ASSIGNMENT / f"{notebook_id}.ipynb").read_text()
         assert "BEGIN HIDDEN TESTS" in autograded, "the hidden tests should have run at grading"

@@ -43,7 +43,7 @@ import pytest
 
 from autograd_course.catalog import by_name, solved
 
-from course_helpers import NOTEBOOKS, copy_course, marks
+from course_helpers import NOTEBOOKS, copy_course, hidden_lines, marks
 from jupyter_helpers import isolated_env
 
 BIN = Path(sys.executable).parent
@@ -215,18 +215,6 @@ def hub(tmp_path_factory):
 # ------------------------------------------------------------------------------------------ feedback pages
 def page_text(path: Path) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", path.read_text(encoding="utf-8")))
-
-
-def hidden_lines(course, notebook_id: str) -> list[str]:
-    """Distinctive lines of a source notebook's hidden tests that the release does not also show."""
-    visible = {line.strip() for cell in nbformat.read(course.release_dir / f"{notebook_id}.ipynb", 4).cells
-               for line in cell.source.splitlines()}
-    lines = []
-    for cell in nbformat.read(course.source_dir / f"{notebook_id}.ipynb", 4).cells:
-        for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S):
-            lines += [line.strip() for line in block.splitlines()
-                      if len(line.strip()) >= 25 and line.strip() not in visible]
-    return lines
 
 
 def error_outputs(path: Path) -> list[str]:
